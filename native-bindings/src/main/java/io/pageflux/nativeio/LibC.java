@@ -1,0 +1,47 @@
+package io.pageflux.nativeio;
+
+import jnr.ffi.Pointer;
+import jnr.ffi.annotations.IgnoreError;
+import jnr.ffi.annotations.SaveError;
+import jnr.ffi.types.pid_t;
+import jnr.ffi.types.size_t;
+import jnr.ffi.types.ssize_t;
+
+/**
+ * The few libc calls pageflux needs, bound with jnr-ffi. Package-private: nothing outside this
+ * package sees a jnr type. Calls whose errno matters are {@link SaveError}; errno is read with
+ * {@link Native#lastErrno()} right after a failed call, on the same thread.
+ */
+interface LibC {
+
+    /** {@code process_vm_readv(2)}: {@code localIov} and {@code remoteIov} are native iovec arrays. */
+    @SaveError
+    @ssize_t long process_vm_readv(@pid_t int pid, Pointer localIov, @size_t long localCount,
+                                   Pointer remoteIov, @size_t long remoteCount, long flags);
+
+    /** {@code ioctl(2)} with a pointer argument (PAGEMAP_SCAN). */
+    @SaveError
+    int ioctl(int fd, long request, Pointer arg);
+
+    @SaveError
+    int open(String path, int flags);
+
+    @IgnoreError
+    int close(int fd);
+
+    /** {@code pread(2)} into native memory ({@code /proc/PID/mem}, {@code /proc/PID/pagemap}). */
+    @SaveError
+    @ssize_t long pread(int fd, Pointer buf, @size_t long count, long offset);
+
+    /** {@code kill(2)}; signal 0 probes whether a pid exists and may be signalled. */
+    @SaveError
+    int kill(@pid_t int pid, int signal);
+
+    /** {@code ptrace(2)}; addr and data are passed as raw words. */
+    @SaveError
+    long ptrace(long request, @pid_t int pid, long addr, long data);
+
+    /** {@code waitpid(2)}; {@code status} points at one native int. */
+    @SaveError
+    int waitpid(@pid_t int pid, Pointer status, int options);
+}

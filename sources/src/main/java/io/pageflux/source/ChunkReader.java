@@ -1,0 +1,28 @@
+package io.pageflux.source;
+
+import java.time.Duration;
+
+/**
+ * The synchronous heart of a memory source: fills one buffer with the next pages. {@link ChunkStream}
+ * turns it into a demand-driven {@code Flux<PageChunk>}; all calls come from one worker thread,
+ * one at a time, so an implementation needs no locking and may keep native state.
+ */
+public interface ChunkReader extends AutoCloseable {
+
+    /**
+     * Reads the next pages into {@code buffer} and returns them as a chunk that takes over the
+     * buffer's reference, or returns {@code null} when there is nothing left (the caller then
+     * releases the buffer). An exception fails the stream; the caller releases the buffer.
+     */
+    PageChunk next(PooledBuffer buffer) throws Exception;
+
+    /** How long producing {@code chunk} takes on the stream's scheduler (simulated read cost); zero for real reads. */
+    default Duration cost(PageChunk chunk) {
+        return Duration.ZERO;
+    }
+
+    /** Frees what the reader holds (file descriptors, native blocks). Called once, on the worker. */
+    @Override
+    default void close() {
+    }
+}

@@ -1,0 +1,130 @@
+/*
+ * pageflux's sample target: a process with a known memory layout, the same as the CRIU vectors'
+ * (shared/vectors/criu-4.2-small/README.md), plus optional bulk memory for benchmarks.
+ *
+ *   A = 64 pages private anonymous; byte i = ((i / 4096) * 7 + (i % 251)) & 0xff
+ *   B = 32 pages private anonymous; even pages filled with 0xA0 + page index, odd pages only read
+ *       (they map the shared zero page and must not be dumped)
+ *   C = 16 pages filled with 0x5C, then PROT_NONE
+ *   D = 8 pages shared anonymous filled with 0xD5
+ *   E = 8 pages reserved, never touched
+ *   X = --bulk-mib N: N MiB private anonymous, every page touched; page p holds the 64-bit words
+ *       (p * 0x9E3779B97F4A7C15 + w) for w = 0..511 (compressible it is not; realistic it is not either)
+ *
+ * Prints one line "A=0x... B=0x... C=0x... D=0x... E=0x... X=0x... XPAGES=n" on stdout, then waits.
+ * Signals:
+ *   SIGUSR1  munmap A, then print "unmapped A" (tests of pages vanishing mid-read)
+ *   SIGUSR2  rewrite every 4th page of X and of A's first half with a new generation, then print
+ *            "rewrote N" (tests of incremental dumps)
+ *   SIGTERM  exit 0
+ * It also exits when its stdin reaches EOF, so a crashed parent never leaves it behind.
+ * With --writer it keeps writing to X in a loop (a target that changes while being dumped).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <poll.h>
+
+#define PAGE 4096
+
+static unsigned char *A, *B, *C, *D, *E, *X;
+static size_t x_pages;
+static volatile sig_atomic_t unmap_requested, rewrite_requested, stop_requested;
+static uint64_t generation = 1;
+
+static void *map(size_t pages, int prot, int flags) {
+    void *p = mmap(NULL, pages * PAGE, prot, flags, -1, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(3); }
+    return p;
+}
+
+static void on_signal(int sig) {
+    if (sig == SIGUSR1) unmap_requested = 1;
+    else if (sig == SIGUSR2) rewrite_requested = 1;
+    else stop_requested = 1;
+}
+
+static void fill_x(uint64_t gen, size_t stride) {
+    for (size_t p = 0; p < x_pages; p += stride) {
+        uint64_t *w = (uint64_t *)(X + p * PAGE);
+        for (int i = 0; i < PAGE / 8; i++) w[i] = (p * 0x9E3779B97F4A7C15ULL + i) ^ (gen << 56);
+    }
+}
+
+int main(int argc, char **argv) {
+    size_t bulk_mib = 0;
+    int writer = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bulk-mib") && i + 1 < argc) bulk_mib = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--writer")) writer = 1;
+        else { fprintf(stderr, "usage: vtarget [--bulk-mib N] [--writer]\n"); return 2; }
+    }
+    int anon = MAP_PRIVATE | MAP_ANONYMOUS;
+    /* E first and guard gaps between the regions so the kernel does not merge them */
+    E = map(8, PROT_READ | PROT_WRITE, anon);
+    D = map(8, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
+    C = map(16, PROT_READ | PROT_WRITE, anon);
+    B = map(32, PROT_READ | PROT_WRITE, anon);
+    A = map(64, PROT_READ | PROT_WRITE, anon);
+
+    for (size_t i = 0; i < 64 * PAGE; i++) A[i] = (unsigned char)(((i / PAGE) * 7 + (i % 251)) & 0xff);
+    volatile unsigned char sink = 0;
+    for (int p = 0; p < 32; p++) {
+        if (p % 2 == 0) memset(B + p * PAGE, 0xA0 + p, PAGE);
+        else sink ^= B[p * PAGE];
+    }
+    memset(C, 0x5C, 16 * PAGE);
+    if (mprotect(C, 16 * PAGE, PROT_NONE)) { perror("mprotect"); return 3; }
+    memset(D, 0xD5, 8 * PAGE);
+
+    if (bulk_mib) {
+        x_pages = bulk_mib * 256;
+        X = map(x_pages, PROT_READ | PROT_WRITE, anon);
+        fill_x(0, 1);
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    printf("A=%p B=%p C=%p D=%p E=%p X=%p XPAGES=%zu\n", (void *)A, (void *)B, (void *)C, (void *)D, (void *)E,
+           (void *)X, x_pages);
+    fflush(stdout);
+
+    while (!stop_requested) {
+        if (unmap_requested) {
+            unmap_requested = 0;
+            munmap(A, 64 * PAGE);
+            printf("unmapped A\n");
+            fflush(stdout);
+        }
+        if (rewrite_requested) {
+            rewrite_requested = 0;
+            generation++;
+            size_t n = 0;
+            if (X) { fill_x(generation, 4); n += (x_pages + 3) / 4; }
+            printf("rewrote %zu\n", n);
+            fflush(stdout);
+        }
+        if (writer && X) {
+            generation++;
+            fill_x(generation, 64);
+        }
+        struct pollfd pfd = { .fd = 0, .events = POLLIN };
+        int r = poll(&pfd, 1, writer ? 1 : 50);
+        if (r > 0) {
+            char buf[64];
+            if (read(0, buf, sizeof buf) <= 0) break; /* parent gone: stdin closed */
+        }
+    }
+    (void)sink;
+    return 0;
+}
