@@ -30,7 +30,7 @@ public final class SampleProcess implements AutoCloseable {
 
     /** The sample's regions; see {@code vtarget.c} for the contents. */
     public enum Region {
-        A(64), B(32), C(16), D(8), E(8), X(0);
+        A(64), B(32), C(16), D(8), E(8), X(0), S(0);
 
         private final int pages;
 
@@ -91,6 +91,8 @@ public final class SampleProcess implements AutoCloseable {
             String[] kv = field.split("=", 2);
             if (kv[0].equals("XPAGES")) {
                 bulkPages = Long.parseLong(kv[1]);
+            } else if (kv[0].equals("SPAGES")) {
+                continue;
             } else {
                 String hex = kv[1].startsWith("0x") ? kv[1].substring(2) : kv[1];
                 addresses.put(Region.valueOf(kv[0]), hex.equals("(nil)") ? 0L : Long.parseUnsignedLong(hex, 16));
@@ -124,7 +126,7 @@ public final class SampleProcess implements AutoCloseable {
             case B -> java.util.Arrays.fill(bytes, page % 2 == 0 ? (byte) (0xA0 + page) : 0);
             case C -> java.util.Arrays.fill(bytes, (byte) 0x5C);
             case D -> java.util.Arrays.fill(bytes, (byte) 0xD5);
-            case E -> { }
+            case E, S -> { }
             case X -> {
                 java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
                 for (int w = 0; w < PAGE / 8; w++) {

@@ -10,8 +10,11 @@
  *   E = 8 pages reserved, never touched
  *   X = --bulk-mib N: N MiB private anonymous, every page touched; page p holds the 64-bit words
  *       (p * 0x9E3779B97F4A7C15 + w) for w = 0..511 (compressible it is not; realistic it is not either)
+ *   S = --sparse-mib N: N MiB reserved (MAP_NORESERVE), one page in every 100 touched (filled with
+ *       0x5A): a sparse address space for scanner benchmarks
  *
- * Prints one line "A=0x... B=0x... C=0x... D=0x... E=0x... X=0x... XPAGES=n" on stdout, then waits.
+ * Prints one line "A=0x... B=0x... C=0x... D=0x... E=0x... X=0x... XPAGES=n S=0x... SPAGES=n" on stdout,
+ * then waits.
  * Signals:
  *   SIGUSR1  munmap A, then print "unmapped A" (tests of pages vanishing mid-read)
  *   SIGUSR2  rewrite every 4th page of X and of A's first half with a new generation, then print
@@ -32,8 +35,8 @@
 
 #define PAGE 4096
 
-static unsigned char *A, *B, *C, *D, *E, *X;
-static size_t x_pages;
+static unsigned char *A, *B, *C, *D, *E, *X, *S;
+static size_t x_pages, s_pages;
 static volatile sig_atomic_t unmap_requested, rewrite_requested, stop_requested;
 static uint64_t generation = 1;
 
@@ -61,8 +64,9 @@ int main(int argc, char **argv) {
     int writer = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bulk-mib") && i + 1 < argc) bulk_mib = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--sparse-mib") && i + 1 < argc) s_pages = strtoull(argv[++i], NULL, 10) * 256;
         else if (!strcmp(argv[i], "--writer")) writer = 1;
-        else { fprintf(stderr, "usage: vtarget [--bulk-mib N] [--writer]\n"); return 2; }
+        else { fprintf(stderr, "usage: vtarget [--bulk-mib N] [--sparse-mib N] [--writer]\n"); return 2; }
     }
     int anon = MAP_PRIVATE | MAP_ANONYMOUS;
     /* E first and guard gaps between the regions so the kernel does not merge them */
@@ -88,6 +92,11 @@ int main(int argc, char **argv) {
         fill_x(0, 1);
     }
 
+    if (s_pages) {
+        S = map(s_pages, PROT_READ | PROT_WRITE, anon | MAP_NORESERVE);
+        for (size_t p = 0; p < s_pages; p += 100) memset(S + p * PAGE, 0x5A, PAGE);
+    }
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -95,8 +104,8 @@ int main(int argc, char **argv) {
     sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    printf("A=%p B=%p C=%p D=%p E=%p X=%p XPAGES=%zu\n", (void *)A, (void *)B, (void *)C, (void *)D, (void *)E,
-           (void *)X, x_pages);
+    printf("A=%p B=%p C=%p D=%p E=%p X=%p XPAGES=%zu S=%p SPAGES=%zu\n", (void *)A, (void *)B, (void *)C,
+           (void *)D, (void *)E, (void *)X, x_pages, (void *)S, s_pages);
     fflush(stdout);
 
     while (!stop_requested) {
