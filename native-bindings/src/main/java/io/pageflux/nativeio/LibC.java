@@ -8,11 +8,15 @@ import jnr.ffi.types.size_t;
 import jnr.ffi.types.ssize_t;
 
 /**
- * The few libc calls pageflux needs, bound with jnr-ffi. Package-private: nothing outside this
- * package sees a jnr type. Calls whose errno matters are {@link SaveError}; errno is read with
- * {@link Native#lastErrno()} right after a failed call, on the same thread.
+ * The few libc calls pageflux needs, bound with jnr-ffi. Calls whose errno matters are
+ * {@link SaveError}; errno is read with {@link Native#lastErrno()} right after a failed call, on the
+ * same thread.
+ *
+ * <p>Public only because jnr-ffi generates its implementation in its own class loader, which
+ * cannot implement a package-private interface ({@code IllegalAccessError} when {@link Native}
+ * loads). Not API: use the wrapper classes of this package; only they are documented.
  */
-interface LibC {
+public interface LibC {
 
     /** {@code process_vm_readv(2)}: {@code localIov} and {@code remoteIov} are native iovec arrays. */
     @SaveError
