@@ -1,0 +1,52 @@
+package io.pageflux.sink.criu;
+
+import java.util.Objects;
+import reactor.core.scheduler.Scheduler;
+import reactor.core.scheduler.Schedulers;
+
+/**
+ * How {@link CriuImageSink} writes. Immutable; {@code withX} returns a modified copy.
+ *
+ * @param force          replace an existing non-empty output directory (the CLI's {@code --force})
+ * @param firstPagesId   pages_id of the first pagemap (1 for a local dump, §1.4)
+ * @param chunksInFlight how many chunks the sink requests ahead of the one it writes (the
+ *                       {@code publishOn} prefetch); each holds a pool buffer, so keep it small
+ * @param scheduler      where the blocking file writes run
+ */
+public record CriuImageOptions(boolean force, long firstPagesId, int chunksInFlight, Scheduler scheduler) {
+
+    /** Two chunks in flight: one being written, one ready, so the reader can fill a third meanwhile. */
+    public static final int DEFAULT_CHUNKS_IN_FLIGHT = 2;
+
+    public CriuImageOptions {
+        Objects.requireNonNull(scheduler, "scheduler");
+        if (chunksInFlight < 1) {
+            throw new IllegalArgumentException("chunksInFlight must be at least 1: " + chunksInFlight);
+        }
+        if (firstPagesId < 0 || firstPagesId > 0xFFFF_FFFFL) {
+            throw new IllegalArgumentException("pages_id is a u32: firstPagesId=" + firstPagesId);
+        }
+    }
+
+    /** No overwrite, pages_id from 1, 2 chunks in flight, writes on {@link Schedulers#boundedElastic()}. */
+    public static CriuImageOptions defaults() {
+        return new CriuImageOptions(false, ImageDirectoryWriter.Options.LOCAL_FIRST_PAGES_ID, DEFAULT_CHUNKS_IN_FLIGHT,
+                Schedulers.boundedElastic());
+    }
+
+    public CriuImageOptions withForce(boolean force) {
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+    }
+
+    public CriuImageOptions withFirstPagesId(long firstPagesId) {
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+    }
+
+    public CriuImageOptions withChunksInFlight(int chunksInFlight) {
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+    }
+
+    public CriuImageOptions withScheduler(Scheduler scheduler) {
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+    }
+}
