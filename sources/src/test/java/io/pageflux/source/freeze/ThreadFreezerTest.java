@@ -1,0 +1,242 @@
+package io.pageflux.source.freeze;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pageflux.source.ProcessGoneException;
+import io.pageflux.source.sample.SampleProcess;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+class ThreadFreezerTest {
+
+    @Test
+    void freezesEveryThreadIntoATracingStopAndThawsThem() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(1, false)) {
+            int pid = target.pid();
+            FrozenProcess frozen = Freezer.ptrace(pid).freeze();
+            try {
+                assertEquals(ProcTask.threads(pid), frozen.threads());
+                assertEquals(pid, frozen.pid());
+                assertTrue(frozen.isFrozen());
+                for (int tid : frozen.threads()) {
+                    assertEquals('t', ProcTask.threadStat(pid, tid).state(), "tid=" + tid + " while frozen");
+                }
+                assertTrue(frozen.frozenTime().compareTo(frozen.freezeLatency()) >= 0);
+            } finally {
+                frozen.thaw();
+            }
+            assertFalse(frozen.isFrozen());
+            Duration total = frozen.frozenTime();
+            assertTrue(total.toNanos() > 0);
+            assertEquals(total, frozen.thaw(), "a second thaw changes nothing");
+            for (int tid : ProcTask.threads(pid)) {
+                char state = ProcTask.threadStat(pid, tid).state();
+                assertTrue(state != 't' && state != 'T', "tid=" + tid + " state=" + state + " after thaw");
+            }
+            // it really runs: it answers a signal (64 pages of 1 MiB: every 4th is rewritten)
+            assertEquals(64, target.rewrite());
+        }
+    }
+
+    @Test
+    void catchesEveryThreadOfATargetThatKeepsCreatingThreads() throws Exception {
+        try (ForeignProcess target = ForeignProcess.threads(4, true)) {
+            int pid = target.pid();
+            int maxPasses = 0;
+            for (int i = 0; i < 15; i++) {
+                try (FrozenProcess frozen = Freezer.ptrace(pid).freeze()) {
+                    // nothing can be created while every thread is stopped: the listing is stable and complete
+                    List<Integer> now = ProcTask.threads(pid);
+                    assertEquals(now, frozen.threads(), "iteration " + i);
+                    assertTrue(now.size() >= 6, "main, spawner and 4 workers: " + now);
+                    for (int tid : now) {
+                        assertEquals('t', ProcTask.threadStat(pid, tid).state(), "iteration " + i + " tid=" + tid);
+                    }
+                    maxPasses = Math.max(maxPasses, ThreadFreezer.passesOf(frozen));
+                }
+                for (int tid : ProcTask.threads(pid)) {
+                    ProcTask.Stat s = ProcTask.threadStat(pid, tid);
+                    assertTrue(s == null || s.state() != 't', "iteration " + i + " tid=" + tid + " still stopped");
+                }
+            }
+            assertTrue(maxPasses >= 2, "each freeze lists the threads at least twice: " + maxPasses);
+            assertTrue(target.isAlive());
+        }
+    }
+
+    @Test
+    void aThreadCreatedWhileFreezingIsCaught() throws Exception {
+        try (ForeignProcess target = ForeignProcess.threads(1, false)) {
+            int pid = target.pid();
+            int[] spawned = {0};
+            // after the first listing, before anything is seized: make the target create a thread and wait for it
+            ThreadFreezer freezer = ThreadFreezer.of(pid).withAfterListing((pass, tids) -> {
+                if (pass == 1) {
+                    target.signal(ForeignProcess.SIGUSR1);
+                    try {
+                        String line = target.readLine();
+                        spawned[0] = Integer.parseInt(line.substring("spawned ".length()).trim());
+                    } catch (IOException e) {
+                        throw new IllegalStateException(e);
+                    }
+                    assertFalse(tids.contains(spawned[0]), "the new thread is not in the first listing");
+                }
+            });
+            try (FrozenProcess frozen = freezer.freeze()) {
+                assertTrue(spawned[0] > 0);
+                assertTrue(frozen.threads().contains(spawned[0]), spawned[0] + " in " + frozen.threads());
+                assertEquals(3, ThreadFreezer.passesOf(frozen), "listing 1, listing 2 finds the new thread, 3 is stable");
+                assertEquals('t', ProcTask.threadStat(pid, spawned[0]).state());
+                assertEquals(ProcTask.threads(pid), frozen.threads());
+            }
+            assertTrue(ProcTask.threadStat(pid, spawned[0]).state() != 't');
+        }
+    }
+
+    @Test
+    void theTargetRunsOnWhenTheFreezingProcessIsKilledMidFreeze() throws Exception {
+        // a direct child of this JVM: it is frozen by ANOTHER process, so our reaper sees nothing
+        try (SampleProcess target = SampleProcess.start(1, false)) {
+            int pid = target.pid();
+            Process holder = new ProcessBuilder(FreezeHolder.command(pid)).redirectError(ProcessBuilder.Redirect.INHERIT)
+                    .start();
+            try {
+                BufferedReader out = new BufferedReader(new InputStreamReader(holder.getInputStream(),
+                        StandardCharsets.US_ASCII));
+                String line = out.readLine();
+                assertNotNull(line, "the freezing JVM printed nothing");
+                assertTrue(line.startsWith("frozen pid=" + holder.pid()), line);
+                for (int tid : ProcTask.threads(pid)) {
+                    assertEquals('t', ProcTask.threadStat(pid, tid).state(), "frozen by the other JVM: tid=" + tid);
+                }
+                assertEquals((int) holder.pid(), ProcTask.tgid(ProcTask.tracerPid(pid)), "traced by a thread of the other JVM");
+
+                holder.destroyForcibly(); // SIGKILL mid-freeze: no thaw runs
+                assertTrue(holder.waitFor(10, TimeUnit.SECONDS));
+                assertEquals(137, holder.exitValue());
+            } finally {
+                holder.destroyForcibly();
+            }
+            waitUntilRunning(pid);
+            for (int tid : ProcTask.threads(pid)) {
+                char state = ProcTask.threadStat(pid, tid).state();
+                assertTrue(state != 't' && state != 'T', "tid=" + tid + " state=" + state + " after the tracer died");
+            }
+            assertEquals(0, ProcTask.tracerPid(pid));
+            assertTrue(target.isAlive());
+            assertEquals(64, target.rewrite(), "it runs: it answers SIGUSR2");
+        }
+    }
+
+    @Test
+    void aTargetAlreadyTracedByAnotherProcessGivesAClearErrorAndStaysAsItWas() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+            int pid = target.pid();
+            Process holder = new ProcessBuilder(FreezeHolder.command(pid)).redirectError(ProcessBuilder.Redirect.INHERIT)
+                    .start();
+            try {
+                BufferedReader out = new BufferedReader(new InputStreamReader(holder.getInputStream(),
+                        StandardCharsets.US_ASCII));
+                assertTrue(out.readLine().startsWith("frozen"));
+                AlreadyTracedException e = assertThrows(AlreadyTracedException.class,
+                        () -> Freezer.ptrace(pid).freeze());
+                assertEquals(holder.pid(), e.tracerPid());
+                assertEquals(pid, e.pid());
+                assertTrue(e.getMessage().startsWith("pid=" + pid + " is already traced by pid=" + holder.pid()
+                        + " (TracerPid in /proc/" + pid + "/status): detach the debugger"), e.getMessage());
+                holder.getOutputStream().close(); // the other tracer lets go
+                assertEquals("thawed", out.readLine());
+                assertTrue(holder.waitFor(10, TimeUnit.SECONDS));
+            } finally {
+                holder.destroyForcibly();
+            }
+            waitUntilRunning(pid);
+            // and now it can be frozen by us
+            try (FrozenProcess frozen = Freezer.ptrace(pid).freeze()) {
+                assertEquals(ProcTask.threads(pid), frozen.threads());
+            }
+            target.rewrite();
+        }
+    }
+
+    @Test
+    void aChildOfThisJvmIsRefusedAndKeepsRunning() throws Exception {
+        try (SampleProcess child = SampleProcess.start()) {
+            FreezeException e = assertThrows(FreezeException.class, () -> Freezer.ptrace(child.pid()).freeze());
+            assertTrue(e.getMessage().contains("cannot freeze pid=" + child.pid()), e.getMessage());
+            assertTrue(e.getMessage().contains("child of this JVM (pid=" + ProcessHandle.current().pid() + ")"),
+                    e.getMessage());
+            assertTrue(child.isAlive());
+            assertFalse(ProcTask.stat(child.pid()).stopped());
+            assertEquals(0, child.rewrite(), "no X region: 0 pages rewritten, but it answered");
+        }
+    }
+
+    @Test
+    void aProcessThatIsGoneGivesProcessGone() throws Exception {
+        Process p = new ProcessBuilder("true").start();
+        int pid = (int) p.pid();
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+        ProcessGoneException e = assertThrows(ProcessGoneException.class, () -> Freezer.ptrace(pid).freeze());
+        assertEquals(pid, e.pid());
+        assertTrue(e.getMessage().contains("pid=" + pid), e.getMessage());
+    }
+
+    @Test
+    void aTargetExitingWhileFrozenIsThawedWithoutError() throws Exception {
+        try (ForeignProcess target = ForeignProcess.threads(2, false)) {
+            int pid = target.pid();
+            FrozenProcess frozen = Freezer.ptrace(pid).freeze();
+            target.signal(9); // SIGKILL ends even a ptrace stop
+            waitUntil(() -> ProcTask.stat(pid) == null || ProcTask.stat(pid).exited() || !allStopped(pid));
+            frozen.thaw();
+            assertFalse(frozen.isFrozen());
+            target.kill();
+            assertFalse(target.isAlive());
+            assertThrows(ProcessGoneException.class, () -> Freezer.ptrace(pid).freeze());
+        }
+    }
+
+    private static boolean allStopped(int pid) {
+        for (int tid : ProcTask.threads(pid)) {
+            ProcTask.Stat s = ProcTask.threadStat(pid, tid);
+            if (s != null && s.state() != 't') {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Polls (up to 10 s) until no thread of pid is stopped; the tracer's exit releases them asynchronously. */
+    static void waitUntilRunning(int pid) throws InterruptedException {
+        waitUntil(() -> {
+            for (int tid : ProcTask.threads(pid)) {
+                ProcTask.Stat s = ProcTask.threadStat(pid, tid);
+                if (s != null && (s.state() == 't' || s.state() == 'T')) {
+                    return false;
+                }
+            }
+            return true;
+        });
+    }
+
+    static void waitUntil(java.util.function.BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("condition not met within 10 s");
+            }
+            Thread.sleep(5);
+        }
+    }
+}
