@@ -2,11 +2,18 @@ package io.pageflux.source;
 
 import io.pageflux.nativeio.NativeBuffers;
 import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Objects;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.FluxSink;
+import reactor.core.scheduler.Scheduler;
 
 /**
  * A fixed budget of direct buffers, all {@link #chunkSize()} bytes, allocated on first use and
@@ -16,6 +23,11 @@ import reactor.core.Disposable;
  *
  * <p>Thread-safe. Readers that find the pool empty register {@link #onRelease(Runnable)} to be
  * woken when a buffer returns, instead of blocking a thread.
+ *
+ * <p>The pool publishes its state: read the counters directly, take a {@link #sample(Scheduler)},
+ * follow every lease and release with {@link #samples(Scheduler)} (tests), or sample periodically
+ * with {@link #samples(Duration, Scheduler)}. Applications with Micrometer bind
+ * {@code io.pageflux.source.metrics.BufferPoolMetrics}; the pool itself never loads Micrometer.
  */
 public final class BufferPool {
 
@@ -28,6 +40,8 @@ public final class BufferPool {
     private final AtomicLong acquisitions = new AtomicLong();
     private final AtomicLong waits = new AtomicLong();
     private final CopyOnWriteArrayList<Runnable> releaseListeners = new CopyOnWriteArrayList<>();
+    /** Observers of every event; empty (one volatile read per event) unless someone follows {@link #samples}. */
+    private final CopyOnWriteArrayList<EventListener> eventListeners = new CopyOnWriteArrayList<>();
 
     private BufferPool(int chunkSize, int capacity) {
         this.chunkSize = chunkSize;
@@ -78,13 +92,15 @@ public final class BufferPool {
         int now = leased.incrementAndGet();
         peakLeased.accumulateAndGet(now, Math::max);
         acquisitions.incrementAndGet();
+        publish(PoolSample.Event.ACQUIRED, now);
         return buffer;
     }
 
     /** Called by {@link PooledBuffer} when its last reference is released. */
     void giveBack(PooledBuffer buffer) {
         free.offer(buffer);
-        leased.decrementAndGet();
+        int now = leased.decrementAndGet();
+        publish(PoolSample.Event.RELEASED, now);
         for (Runnable listener : releaseListeners) {
             listener.run();
         }
@@ -102,6 +118,72 @@ public final class BufferPool {
     /** Counts one time a reader had demand but found no free buffer. */
     public void recordWait() {
         waits.incrementAndGet();
+        publish(PoolSample.Event.WAITED, leased.get());
+    }
+
+    /** The pool's state now, timestamped with {@code clock}'s time. */
+    public PoolSample sample(Scheduler clock) {
+        return sample(clock, PoolSample.Event.SNAPSHOT, leased.get());
+    }
+
+    /**
+     * One sample per event: every lease ({@code ACQUIRED}), every buffer coming back
+     * ({@code RELEASED}) and every reader finding the pool empty ({@code WAITED}), each with the
+     * leased count right after that event, timestamped with {@code clock} (pass the
+     * {@code VirtualTimeScheduler} in virtual-time tests). Starts with a {@code SNAPSHOT} of the
+     * current state. Never completes; cancel it (or use {@code takeUntilOther}) when the dump ends.
+     *
+     * <p><b>Backpressure:</b> samples the subscriber has not requested yet are buffered without
+     * bound (a dump of {@code n} chunks produces about {@code 2n} samples); request unbounded, e.g.
+     * {@code collectList()}, or use {@link #samples(Duration, Scheduler)} for long runs. Events on
+     * different threads are serialized; samples from concurrent events may arrive in either order.
+     * Observing costs the reader nothing while nobody subscribes.
+     */
+    public Flux<PoolSample> samples(Scheduler clock) {
+        Objects.requireNonNull(clock, "clock");
+        return Flux.create(sink -> {
+            EventListener listener = (event, leasedNow) -> sink.next(sample(clock, event, leasedNow));
+            // the snapshot goes first; an event racing with this subscription may be missed, the peak still counts it
+            sink.next(sample(clock));
+            eventListeners.add(listener);
+            sink.onDispose(() -> eventListeners.remove(listener));
+        }, FluxSink.OverflowStrategy.BUFFER);
+    }
+
+    /**
+     * A {@code SNAPSHOT} sample every {@code interval} on {@code scheduler}, the first one at once.
+     * Samples between two snapshots are not seen, but {@link PoolSample#peakLeasedBuffers()} still
+     * records the highest lease count. Never completes.
+     *
+     * <p><b>Backpressure:</b> keeps only the latest sample the subscriber has not requested yet.
+     */
+    public Flux<PoolSample> samples(Duration interval, Scheduler scheduler) {
+        Objects.requireNonNull(scheduler, "scheduler");
+        if (interval.isZero() || interval.isNegative()) {
+            throw new IllegalArgumentException("sample interval must be positive: interval=" + interval);
+        }
+        return Flux.interval(Duration.ZERO, interval, scheduler)
+                .map(tick -> sample(scheduler))
+                .onBackpressureLatest();
+    }
+
+    private void publish(PoolSample.Event event, int leasedNow) {
+        if (!eventListeners.isEmpty()) {
+            for (EventListener listener : eventListeners) {
+                listener.on(event, leasedNow);
+            }
+        }
+    }
+
+    private PoolSample sample(Scheduler clock, PoolSample.Event event, int leasedNow) {
+        Instant at = Instant.EPOCH.plusNanos(clock.now(TimeUnit.NANOSECONDS));
+        return new PoolSample(at, event, leasedNow, peakLeased.get(), waits.get(), acquisitions.get(), capacity,
+                chunkSize);
+    }
+
+    @FunctionalInterface
+    private interface EventListener {
+        void on(PoolSample.Event event, int leasedNow);
     }
 
     public int chunkSize() {

@@ -16,6 +16,16 @@ public interface ChunkReader extends AutoCloseable {
      */
     PageChunk next(PooledBuffer buffer) throws Exception;
 
+    /**
+     * {@code true} when {@link #next} would return {@code null}: nothing is left to read. Lets the
+     * stream complete right after the last chunk, without waiting for more demand or a free buffer
+     * (a consumer holding every buffer would otherwise never see completion). The default,
+     * {@code false}, is always safe: the stream then completes on the next read that finds nothing.
+     */
+    default boolean exhausted() {
+        return false;
+    }
+
     /** How long producing {@code chunk} takes on the stream's scheduler (simulated read cost); zero for real reads. */
     default Duration cost(PageChunk chunk) {
         return Duration.ZERO;
