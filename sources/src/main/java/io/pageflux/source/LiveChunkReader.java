@@ -113,6 +113,7 @@ public final class LiveChunkReader implements ChunkReader {
      * pull the next run from the scan; never throws: a scan failure is kept and thrown by the
      * next {@link #next} call, where the stream can report it.
      */
+    @Override
     public boolean exhausted() {
         if (closed) {
             return true;

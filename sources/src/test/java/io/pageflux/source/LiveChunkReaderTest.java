@@ -324,6 +324,45 @@ class LiveChunkReaderTest {
     }
 
     @Test
+    void exhaustedTurnsTrueExactlyAfterTheLastRunWasRead() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            BufferPool p = pool(4);
+            try (LiveChunkReader reader = reader(sample, List.of(s.vm(Region.D, 0, 6)), ReadOptions.MAX_IOVECS)) {
+                assertFalse(reader.exhausted());
+                nextChunk(reader, p).release();
+                assertFalse(reader.exhausted(), "2 pages of D are left");
+                nextChunk(reader, p).release();
+                assertTrue(reader.exhausted());
+                assertNull(nextChunk(reader, p));
+            }
+        }
+    }
+
+    @Test
+    void aScanFailureSeenByExhaustedIsThrownByTheNextRead() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            IllegalStateException failure = new IllegalStateException("scan failed: pid=" + sample.pid());
+            Iterator<PlannedRun> broken = new Iterator<>() {
+                @Override
+                public boolean hasNext() {
+                    throw failure;
+                }
+
+                @Override
+                public PlannedRun next() {
+                    throw new AssertionError("hasNext failed");
+                }
+            };
+            BufferPool p = pool(4);
+            try (LiveChunkReader reader = new LiveChunkReader(broken, sample.pid(), 4, stats)) {
+                assertFalse(reader.exhausted(), "exhausted() must not throw: the stream calls it outside its error handling");
+                assertEquals(failure, assertThrows(IllegalStateException.class, () -> nextChunk(reader, p)));
+            }
+        }
+    }
+
+    @Test
     void rejectsRunsPerReadOutsideOneToIovMax() {
         assertThrows(IllegalArgumentException.class,
                 () -> new LiveChunkReader(List.<PlannedRun>of().iterator(), 1, 0, stats));
