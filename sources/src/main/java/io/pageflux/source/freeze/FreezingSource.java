@@ -1,0 +1,261 @@
+package io.pageflux.source.freeze;
+
+import io.pageflux.source.ChunkReader;
+import io.pageflux.source.ChunkStream;
+import io.pageflux.source.LiveChunkReader;
+import io.pageflux.source.LiveProcess;
+import io.pageflux.source.MemoryRegion;
+import io.pageflux.source.MemorySource;
+import io.pageflux.source.PageChunk;
+import io.pageflux.source.PageScan;
+import io.pageflux.source.PlannedRun;
+import io.pageflux.source.PooledBuffer;
+import io.pageflux.source.ReadOptions;
+import io.pageflux.source.ScannerKind;
+import io.pageflux.source.Smaps;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
+import reactor.core.publisher.Flux;
+
+/**
+ * A live process read like {@link LiveProcess}, but stopped by a {@link Freezer} for part of the dump, as
+ * {@link FreezeMode} says:
+ * <ul>
+ *   <li>{@link FreezeMode#PRE_DUMP}: freeze, read {@code /proc/PID/smaps}, drain the page scan into a
+ *       compact {@link RunList}, thaw — then read the bytes of those runs while the target runs. The
+ *       pause is the scan only (a few milliseconds for hundreds of MiB).</li>
+ *   <li>{@link FreezeMode#DUMP}: freeze, scan, read everything, thaw when the reader closes (after the
+ *       last chunk, or on cancel or error): a consistent snapshot.</li>
+ *   <li>{@link FreezeMode#NONE}: never frozen (same as {@link LiveProcess}).</li>
+ * </ul>
+ * Every freeze is recorded ({@link #freezes()}, {@link #lastFreeze()}) and reported to the listener set
+ * with {@link #onFreeze}, so reports and progress output can state the frozen time.
+ *
+ * <pre>{@code
+ * FreezingSource source = FreezingSource.of(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP);
+ * Dump.of(source).preDump(true).to(sink).run().block();
+ * Duration paused = source.lastFreeze().orElseThrow().frozen();
+ * }</pre>
+ *
+ * <p>Immutable configuration ({@code withX} returns a copy, with a fresh record of freezes); the
+ * record of freezes is thread-safe. Each subscription to {@link #pages} freezes once.
+ */
+public final class FreezingSource implements MemorySource {
+
+    private final int pid;
+    private final Freezer freezer;
+    private final FreezeMode mode;
+    private final ScannerKind scanner;
+    private final UnaryOperator<ChunkReader> decorator;
+    private final Consumer<FreezeRecord> listener;
+    private final List<FreezeRecord> freezes = new ArrayList<>();
+
+    private FreezingSource(int pid, Freezer freezer, FreezeMode mode, ScannerKind scanner,
+                           UnaryOperator<ChunkReader> decorator, Consumer<FreezeRecord> listener) {
+        this.pid = pid;
+        this.freezer = freezer;
+        this.mode = mode;
+        this.scanner = scanner;
+        this.decorator = decorator;
+        this.listener = listener;
+    }
+
+    /**
+     * @param pid     the target (checked like {@link LiveProcess#attach}: it exists and may be read)
+     * @param freezer how to stop it, e.g. {@link Freezer#ptrace(int)}
+     * @param mode    for how long
+     */
+    public static FreezingSource of(int pid, Freezer freezer, FreezeMode mode) {
+        LiveProcess.attach(pid);
+        return new FreezingSource(pid, Objects.requireNonNull(freezer, "freezer"), Objects.requireNonNull(mode, "mode"),
+                ScannerKind.AUTO, UnaryOperator.identity(), r -> { });
+    }
+
+    /** A copy that finds present pages with {@code kind}. */
+    public FreezingSource withScanner(ScannerKind kind) {
+        return new FreezingSource(pid, freezer, mode, Objects.requireNonNull(kind, "kind"), decorator, listener);
+    }
+
+    /**
+     * A copy whose reader is wrapped by {@code decorator} on every subscription, e.g.
+     * {@code ChangeDetector::wrap} to turn unchanged pages into PE_PARENT holes. The decorator runs on the
+     * read worker, after the thaw in {@link FreezeMode#PRE_DUMP}.
+     */
+    public FreezingSource withReaderDecorator(UnaryOperator<ChunkReader> decorator) {
+        return new FreezingSource(pid, freezer, mode, scanner, Objects.requireNonNull(decorator, "decorator"), listener);
+    }
+
+    /** A copy that calls {@code listener} after each thaw (on the read worker; keep it quick). */
+    public FreezingSource onFreeze(Consumer<FreezeRecord> listener) {
+        return new FreezingSource(pid, freezer, mode, scanner, decorator, Objects.requireNonNull(listener, "listener"));
+    }
+
+    @Override
+    public int pid() {
+        return pid;
+    }
+
+    public FreezeMode mode() {
+        return mode;
+    }
+
+    public Freezer freezer() {
+        return freezer;
+    }
+
+    /** The address space as it is now (not frozen), ascending. */
+    @Override
+    public List<MemoryRegion> regions() {
+        return Smaps.read(pid);
+    }
+
+    /**
+     * The pages {@code options.policy()} selects, read strictly on demand into buffers of
+     * {@code options.pool()}, exactly as {@link LiveProcess#pages} does (same backpressure, ownership and
+     * fault handling); the freeze happens at the first demand, on the read worker.
+     *
+     * <p>Each emitted {@link PageChunk} belongs to the subscriber, which must release it. On cancel or
+     * error the target is thawed (DUMP mode: when the reader closes) and the pool gets every buffer back.
+     */
+    @Override
+    public Flux<PageChunk> pages(ReadOptions options) {
+        Objects.requireNonNull(options, "options");
+        return ChunkStream.from(() -> decorator.apply(open(options)), options.pool(), options.scheduler());
+    }
+
+    private ChunkReader open(ReadOptions options) {
+        switch (mode) {
+            case NONE -> {
+                PageScan scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats());
+                return reader(scan, scan, options);
+            }
+            case PRE_DUMP -> {
+                FrozenProcess frozen = freezer.freeze();
+                long t0 = System.nanoTime();
+                RunList runs = null;
+                try (PageScan scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats())) {
+                    runs = RunList.drain(scan);
+                } finally {
+                    long scanned = System.nanoTime() - t0;
+                    Duration total = frozen.thaw();
+                    record(frozen, total, Duration.ofNanos(scanned), runs == null ? 0 : runs.size());
+                }
+                return reader(runs.iterator(), null, options);
+            }
+            case DUMP -> {
+                FrozenProcess frozen = freezer.freeze();
+                long t0 = System.nanoTime();
+                PageScan scan = null;
+                try {
+                    scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats());
+                    ChunkReader reader = reader(scan, scan, options);
+                    return new ThawingReader(reader, frozen, t0);
+                } catch (RuntimeException | Error e) {
+                    if (scan != null) {
+                        scan.close();
+                    }
+                    Duration total = frozen.thaw();
+                    record(frozen, total, Duration.ofNanos(System.nanoTime() - t0), 0);
+                    throw e;
+                }
+            }
+            default -> throw new IllegalStateException(mode.name());
+        }
+    }
+
+    private ChunkReader reader(Iterator<PlannedRun> runs, PageScan scan,
+                               ReadOptions options) {
+        try {
+            return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats());
+        } catch (RuntimeException | Error e) {
+            if (scan != null) {
+                scan.close();
+            }
+            throw e;
+        }
+    }
+
+    private void record(FrozenProcess frozen, Duration total, Duration scan, long runs) {
+        FreezeRecord r = new FreezeRecord(mode, freezer.describe(), frozen.threads().size(), frozen.freezeLatency(),
+                total, scan, runs);
+        synchronized (freezes) {
+            freezes.add(r);
+        }
+        listener.accept(r);
+    }
+
+    /** Every freeze so far, oldest first. */
+    public List<FreezeRecord> freezes() {
+        synchronized (freezes) {
+            return List.copyOf(freezes);
+        }
+    }
+
+    /** The most recent freeze, once its thaw happened. */
+    public Optional<FreezeRecord> lastFreeze() {
+        synchronized (freezes) {
+            return freezes.isEmpty() ? Optional.empty() : Optional.of(freezes.get(freezes.size() - 1));
+        }
+    }
+
+    /** Total time the target was stopped over all freezes. */
+    public Duration totalFrozen() {
+        Duration sum = Duration.ZERO;
+        for (FreezeRecord r : freezes()) {
+            sum = sum.plus(r.frozen());
+        }
+        return sum;
+    }
+
+    @Override
+    public String toString() {
+        return "FreezingSource[pid=" + pid + " mode=" + mode.cliName() + " freezer=" + freezer.describe() + "]";
+    }
+
+    /** DUMP mode: thaws when the stream closes its reader (completion, cancel or error). */
+    private final class ThawingReader implements ChunkReader {
+        private final ChunkReader reader;
+        private final FrozenProcess frozen;
+        private final long scanStart;
+
+        ThawingReader(ChunkReader reader, FrozenProcess frozen, long scanStart) {
+            this.reader = reader;
+            this.frozen = frozen;
+            this.scanStart = scanStart;
+        }
+
+        @Override
+        public PageChunk next(PooledBuffer buffer) throws Exception {
+            return reader.next(buffer);
+        }
+
+        @Override
+        public boolean exhausted() {
+            return reader.exhausted();
+        }
+
+        @Override
+        public Duration cost(PageChunk chunk) {
+            return reader.cost(chunk);
+        }
+
+        @Override
+        public void close() {
+            try {
+                reader.close();
+            } finally {
+                long read = System.nanoTime() - scanStart;
+                if (frozen.isFrozen()) {
+                    Duration total = frozen.thaw();
+                    record(frozen, total, Duration.ofNanos(read), 0);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+package io.pageflux.source.incremental;
+
+import io.pageflux.source.PageFlags;
+import io.pageflux.source.PageRun;
+import io.pageflux.source.PagefluxException;
+import io.pageflux.source.ProcessGoneException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The kernel's soft-dirty bits, where the kernel has them ({@code CONFIG_MEM_SOFT_DIRTY}; x86_64 and
+ * recent arm64 kernels, not ours): writing {@code 4} to {@code /proc/PID/clear_refs} clears the bit of
+ * every page of the process, and any later write to a page sets bit 55 of its {@code /proc/PID/pagemap}
+ * entry again. An incremental dump then needs to read only the soft-dirty pages; the others are
+ * PE_PARENT holes. pageflux clears the bits while the target is frozen, after the scan, so that no write
+ * falls between "scanned" and "cleared".
+ *
+ * <p>On a kernel without soft-dirty, clearing succeeds but does nothing and bit 55 stays 0 — every page
+ * would look clean. {@link #supported()} must therefore be checked first: pageflux falls back to page
+ * digests ({@link ChangeDetector}) there.
+ */
+public final class SoftDirty {
+
+    /** Bit 55 of a {@code /proc/PID/pagemap} entry. */
+    public static final long PM_SOFT_DIRTY = 1L << 55;
+    /** Present (bit 63). */
+    public static final long PM_PRESENT = 1L << 63;
+    /** Swapped (bit 62). */
+    public static final long PM_SWAPPED = 1L << 62;
+
+    private SoftDirty() {
+    }
+
+    /**
+     * Whether this kernel tracks soft-dirty bits: with {@code CONFIG_MEM_SOFT_DIRTY} every new mapping
+     * carries the {@code sd} VmFlag, so this JVM's own {@code /proc/self/smaps} shows it on some region.
+     */
+    public static boolean supported() {
+        try {
+            return supported(Files.readString(Path.of("/proc/self/smaps"), StandardCharsets.ISO_8859_1));
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** {@link #supported()} for a given smaps text: some {@code VmFlags:} line lists {@code sd}. */
+    static boolean supported(String smaps) {
+        for (String line : smaps.split("\n")) {
+            if (line.startsWith("VmFlags:")) {
+                for (String flag : line.substring("VmFlags:".length()).trim().split(" ")) {
+                    if (flag.equals("sd")) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Clears the soft-dirty bits of every page of {@code pid} ({@code echo 4 > /proc/PID/clear_refs}).
+     * Call it while the target is frozen.
+     *
+     * @throws ProcessGoneException if the process is gone
+     * @throws PagefluxException    if the write is refused (needs the right to ptrace the target)
+     */
+    public static void clear(int pid) {
+        Path file = Path.of("/proc", Integer.toString(pid), "clear_refs");
+        try {
+            Files.writeString(file, "4", StandardCharsets.US_ASCII);
+        } catch (NoSuchFileException e) {
+            throw new ProcessGoneException(pid, "reason=exited file=" + file + " is gone");
+        } catch (IOException e) {
+            throw new PagefluxException("cannot clear soft-dirty bits: pid=" + pid + " file=" + file + ": "
+                    + e.getMessage() + " (needs the same rights as ptrace: root or CAP_SYS_PTRACE)", e);
+        }
+    }
+
+    /**
+     * Splits a run into its soft-dirty pages (kept with the run's flags: to be read and written) and its
+     * clean pages (as {@link PageFlags#PE_PARENT} runs: holes), given the run's pagemap entries.
+     * A page that is clean but not in the parent ({@code inParent} false for it) must be read: holes are
+     * only for pages the parent has.
+     *
+     * @param run      the run the scan planned
+     * @param entries  its {@code /proc/PID/pagemap} entries, one per page ({@code entries.length >= run.pages()})
+     * @param inParent whether the parent dump has the page at a given address
+     * @return the pieces of {@code run}, in address order, covering it exactly
+     */
+    public static List<PageRun> split(PageRun run, long[] entries, java.util.function.LongPredicate inParent) {
+        if (entries.length < run.pages()) {
+            throw new IllegalArgumentException("run " + run + " has " + run.pages() + " pages but only " + entries.length
+                    + " pagemap entries were given");
+        }
+        List<PageRun> out = new ArrayList<>();
+        long start = 0;
+        boolean startHole = false;
+        for (long p = 0; p < run.pages(); p++) {
+            boolean hole = (entries[(int) p] & PM_SOFT_DIRTY) == 0
+                    && inParent.test(run.pagemapVaddr() + p * PageRun.PAGE_SIZE);
+            if (p == 0) {
+                startHole = hole;
+            } else if (hole != startHole) {
+                out.add(piece(run, start, p - start, startHole));
+                start = p;
+                startHole = hole;
+            }
+        }
+        out.add(piece(run, start, run.pages() - start, startHole));
+        return out;
+    }
+
+    /** How many pages of {@code entries} are soft-dirty. */
+    public static long dirtyPages(long[] entries) {
+        long n = 0;
+        for (long e : entries) {
+            if ((e & PM_SOFT_DIRTY) != 0) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    private static PageRun piece(PageRun run, long from, long count, boolean hole) {
+        PageRun p = from == 0 && count == run.pages() ? run : run.slice(from, count);
+        return hole ? new PageRun(p.address(), p.pages(), p.pagemap(), p.pagemapVaddr(), PageFlags.PE_PARENT) : p;
+    }
+}
