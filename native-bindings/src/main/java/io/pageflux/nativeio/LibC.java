@@ -3,6 +3,7 @@ package io.pageflux.nativeio;
 import jnr.ffi.Pointer;
 import jnr.ffi.annotations.IgnoreError;
 import jnr.ffi.annotations.SaveError;
+import jnr.ffi.types.off_t;
 import jnr.ffi.types.pid_t;
 import jnr.ffi.types.size_t;
 import jnr.ffi.types.ssize_t;
@@ -48,4 +49,20 @@ public interface LibC {
     /** {@code waitpid(2)}; {@code status} points at one native int. */
     @SaveError
     int waitpid(@pid_t int pid, Pointer status, int options);
+
+    /**
+     * {@code mmap(2)}; returns a pointer at address {@code -1} on failure (MAP_FAILED). Used by
+     * {@link PagemapScanner} to learn the shared zero page's PFN from a never-written page of its own.
+     * Pointer-typed on purpose: with six primitive {@code long}/{@code int} arguments jnr-ffi 2.2.19 picks a
+     * fast invoker that garbles the sixth argument (glibc then rejects the offset with EINVAL).
+     */
+    @SaveError
+    Pointer mmap(Pointer address, @size_t long length, int prot, int flags, int fd, @off_t long offset);
+
+    @IgnoreError
+    int munmap(Pointer address, @size_t long length);
+
+    /** {@code madvise(2)}; only asks for transparent huge pages, failure is harmless. */
+    @IgnoreError
+    int madvise(Pointer address, @size_t long length, int advice);
 }
