@@ -137,6 +137,23 @@ class DumpTest {
     }
 
     @Test
+    void severalSinksEachGetEveryPageAndTheirOwnResult() throws Exception {
+        ScriptedSource source = new ScriptedSource(5, 2, 12);
+        CollectingSink fast = new CollectingSink(Duration.ZERO);
+        CollectingSink slow = new CollectingSink(Duration.ofMillis(2));
+
+        DumpReport report = Dump.of(source).budget(DataSize.ofKibibytes(16)).chunkSize(DataSize.ofKibibytes(8))
+                .to(fast, slow).run().block(Duration.ofSeconds(10));
+
+        assertEquals(24, fast.pages.size());
+        assertEquals(fast.pages, slow.pages);
+        assertEquals(List.of(new SinkResult("collect", 24, 24L * PAGE, 12), new SinkResult("collect", 24, 24L * PAGE, 12)),
+                report.sinks());
+        assertEquals(24, report.pagesDumped());
+        awaitZeroLeased(source.lastPool.get());
+    }
+
+    @Test
     void progressListenerEndsWithAFinishedSnapshotOfEverything() {
         ScriptedSource source = new ScriptedSource(7, 2, 20);
         List<DumpProgress> seen = new CopyOnWriteArrayList<>();

@@ -1,0 +1,176 @@
+package io.pageflux.cli;
+
+import io.pageflux.pipeline.Dump;
+import io.pageflux.pipeline.DumpReport;
+import io.pageflux.sink.PageSink;
+import io.pageflux.source.BufferPool;
+import io.pageflux.source.DataSize;
+import io.pageflux.source.LiveProcess;
+import io.pageflux.source.PagefluxException;
+import io.pageflux.source.PermissionDeniedException;
+import io.pageflux.source.ProcessGoneException;
+import io.pageflux.source.RegionPolicy;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
+import reactor.core.Exceptions;
+
+/** {@code pageflux dump}: one live process into a CRIU image directory (or nowhere, to measure). */
+@Command(name = "dump",
+        sortOptions = false,
+        mixinStandardHelpOptions = true,
+        header = "Dump a running process into CRIU image files.",
+        description = {
+                "Dump the memory of a running process without stopping it. The images are written under a "
+                        + "temporary name and renamed into place when complete, so a failed dump leaves nothing "
+                        + "that looks complete.",
+                "A progress bar (bytes done of the bytes selected so far, rate, ETA) is shown when stderr is "
+                        + "a terminal; a summary follows at the end."},
+        footerHeading = "%nExamples:%n",
+        footer = {
+                "  pageflux dump --pid 1234 --out /tmp/d1",
+                "  pageflux dump --pid 1234 --to dir:/tmp/d1 --force      replace an earlier dump",
+                "  pageflux dump --pid 1234 --out /tmp/p1 --policy pre-dump",
+                "  pageflux dump --pid 1234 --to null --budget 16M --json  measure reading only",
+                ""},
+        exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {
+                "0:the images are complete",
+                "1:the dump failed after it had started (target exited, disk full, write error)",
+                "2:bad usage or input (pid, permissions, output directory, sizes)"})
+final class DumpCommand implements Callable<Integer> {
+
+    @ParentCommand
+    PagefluxCli parent;
+
+    @Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--pid", required = true, paramLabel = "PID", description = "The process to dump.")
+    int pid;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Output output;
+
+    static final class Output {
+        @Option(names = "--out", paramLabel = "DIR", description = "Write CRIU images into DIR (created).")
+        Path out;
+
+        @Option(names = "--to", paramLabel = "URI",
+                description = "Destination: dir:PATH (CRIU images) or null (discard the pages, for measuring).")
+        String to;
+    }
+
+    @Option(names = "--force", description = "Replace the contents of a non-empty output directory.")
+    boolean force;
+
+    @Option(names = "--policy", paramLabel = "full|pre-dump", defaultValue = "full",
+            description = "Which regions: full (CRIU's full dump, incl. PROT_NONE regions; default) or "
+                    + "pre-dump (CRIU's read-mode pre-dump: readable regions only, pre-dump inventory).")
+    String policy;
+
+    @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M",
+            description = "Memory for page buffers, e.g. 16M, 1G (default ${DEFAULT-VALUE}). The dump never "
+                    + "holds more pages than this, whatever the target's size.")
+    DataSize budget;
+
+    @Option(names = "--chunk-size", paramLabel = "SIZE", defaultValue = "4M",
+            description = "Bytes per read batch and buffer, a multiple of 4K (default ${DEFAULT-VALUE}).")
+    DataSize chunkSize;
+
+    @Option(names = "--json", description = "Print the final report as JSON on stdout (instead of the summary).")
+    boolean json;
+
+    @Option(names = "--no-progress", description = "No progress bar, even on a terminal.")
+    boolean noProgress;
+
+    @Override
+    public Integer call() {
+        Destination destination = output.out != null ? Destination.directory(output.out) : Destination.parse(output.to);
+        boolean preDump = switch (policy) {
+            case "full" -> false;
+            case "pre-dump", "predump" -> true;
+            default -> throw CliException.badInput("--policy " + policy + ": unknown policy; use full or pre-dump");
+        };
+        // everything that can be checked without the target is checked first
+        try {
+            BufferPool.create(budget, chunkSize);
+        } catch (IllegalArgumentException e) {
+            throw CliException.badInput("--budget " + budget + " --chunk-size " + chunkSize + ": " + e.getMessage(), e);
+        }
+        if (destination.kind() == Destination.Kind.DIR) {
+            OutputDirs.checkWritable(destination.dir(), force);
+        }
+        LiveProcess target = attach(pid);
+
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force));
+        Dump dump = Dump.of(target)
+                .regions(preDump ? RegionPolicy.criuPreDump() : RegionPolicy.criuFullDump())
+                .preDump(preDump)
+                .budget(budget)
+                .chunkSize(chunkSize)
+                .to(sink);
+        ProgressBar bar = null;
+        if (parent.env.progressTerminal() && !noProgress) {
+            bar = new ProgressBar(err);
+            dump = dump.progress(parent.env.progressInterval(), bar);
+        }
+        DumpReport report;
+        try {
+            report = dump.run().block();
+        } catch (RuntimeException e) {
+            if (bar != null) {
+                bar.close();
+            }
+            throw runFailure(pid, destination, Exceptions.unwrap(e));
+        }
+        if (json) {
+            out.println(Reports.json(report).toPrettyString());
+        } else {
+            out.print(Reports.text(report));
+        }
+        out.flush();
+        return ExitCodes.OK;
+    }
+
+    /** Attaching is where a wrong pid shows: each refusal is bad input (exit 2). */
+    static LiveProcess attach(int pid) {
+        try {
+            return LiveProcess.attach(pid);
+        } catch (ProcessGoneException e) {
+            throw CliException.badInput("no such process: pid=" + pid + " (" + e.getMessage()
+                    + "); check the pid with: ps -p " + pid, e);
+        } catch (PermissionDeniedException e) {
+            throw CliException.badInput("may not trace the process: " + e.getMessage(), e);
+        } catch (PagefluxException | IllegalArgumentException e) {
+            throw CliException.badInput("cannot dump pid=" + pid + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** A failure after the dump started: exit 1, and say what is (not) left behind. */
+    static CliException runFailure(int pid, Destination destination, Throwable cause) {
+        if (cause instanceof PermissionDeniedException) {
+            return CliException.badInput("may not read the memory of pid=" + pid + ": " + cause.getMessage(), cause);
+        }
+        String what = cause instanceof ProcessGoneException
+                ? "the target exited during the dump: " + cause.getMessage()
+                : cause.getMessage() != null ? cause.getMessage() : cause.toString();
+        String left = "";
+        if (destination.kind() == Destination.Kind.DIR) {
+            Path dir = destination.dir();
+            left = Files.exists(dir) && !OutputDirs.isEmpty(dir)
+                    ? "; out=" + dir + " keeps its earlier contents, no new images were committed"
+                    : "; nothing was left at out=" + dir;
+        }
+        return CliException.failed("dump of pid=" + pid + " failed: " + what + left, cause);
+    }
+}
