@@ -1,0 +1,252 @@
+package io.pageflux.sink.pageserver;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.pageflux.sink.DumpContext;
+import io.pageflux.sink.SinkResult;
+import io.pageflux.source.PageChunk;
+import io.pageflux.source.PageFlags;
+import io.pageflux.source.PageRun;
+import io.pageflux.source.PagemapId;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeoutException;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.netty.Connection;
+
+/**
+ * One dump sent over one connection. Chunks are handled strictly one after another; a chunk's
+ * bytes go to the socket straight from its pooled buffer (wrapped, not copied) and the chunk is
+ * released when Netty has written its last byte. The next chunk is requested only when the
+ * previous chunk's writes completed, so a slow network holds back the reader instead of growing a
+ * queue: at most two chunks (one being written, one prefetched) are ever held here.
+ */
+final class ClientSession {
+
+    /** Longer runs are split; well below any server's sensible per-header cap. */
+    static final long MAX_PAGES_PER_HEADER = 1L << 16;
+
+    private final Connection connection;
+    private final Channel channel;
+    private final String server;
+    private final ReplyReader replies;
+    private final boolean askParent;
+    private final Duration replyTimeout;
+    private final DumpContext context;
+
+    /** Pagemaps opened so far and whether the server has a parent for each. */
+    private final Map<PagemapId, Boolean> opened = new HashMap<>();
+    private PagemapId current;
+    private String lastCommand = "none";
+    private long bytesSent;
+    private long pagesSent;
+    private long entries;
+
+    ClientSession(Connection connection, String server, boolean askParent, Duration replyTimeout,
+                  DumpContext context) {
+        this.connection = connection;
+        this.channel = connection.channel();
+        this.server = server;
+        this.askParent = askParent;
+        this.replyTimeout = replyTimeout;
+        this.context = context;
+        this.replies = new ReplyReader(server);
+    }
+
+    Mono<SinkResult> run(Flux<PageChunk> chunks) {
+        replies.start(connection.inbound().receive());
+        return chunks
+                // prefetch 1: read one chunk ahead while the current one is on the wire, no more
+                .concatMap(this::sendChunk, 1)
+                .doOnDiscard(PageChunk.class, PageChunk::release)
+                .then(Mono.defer(this::close))
+                .then(Mono.fromSupplier(() -> new SinkResult("page-server:" + server, pagesSent, bytesSent, entries)))
+                .doFinally(s -> replies.stop());
+    }
+
+    private Mono<Void> sendChunk(PageChunk chunk) {
+        ChunkWrites writes = new ChunkWrites(chunk);
+        return Mono.defer(() -> {
+                    replies.check();
+                    return sendRuns(writes, 0, 0);
+                })
+                .then(Mono.defer(writes::completion))
+                .doFinally(s -> writes.releaseWhenWritten());
+    }
+
+    /** Writes runs from {@code index} on; leaves the loop only to wait for an OPEN2/PARENT reply. */
+    private Mono<Void> sendRuns(ChunkWrites writes, int index, long offset) {
+        List<PageRun> runs = writes.chunk.runs();
+        while (index < runs.size()) {
+            PageRun run = runs.get(index);
+            if (!run.pagemap().equals(current)) {
+                int i = index;
+                long off = offset;
+                return open(run.pagemap()).then(Mono.defer(() -> sendRuns(writes, i, off)));
+            }
+            writeRun(writes, run, offset);
+            offset += run.bytes();
+            index++;
+        }
+        channel.flush();
+        return Mono.empty();
+    }
+
+    private void writeRun(ChunkWrites writes, PageRun run, long offset) {
+        boolean present = PageFlags.has(run.flags(), PageFlags.PE_PRESENT);
+        if (PageFlags.has(run.flags(), PageFlags.PE_PARENT) && !opened.get(run.pagemap())) {
+            throw new PageServerException("page server has no parent images for the dump's holes: server=" + server
+                    + " pagemap=" + run.pagemap() + " vaddr=0x" + Long.toHexString(run.pagemapVaddr())
+                    + " (OPEN2 answered 0); start the server with --parent-images pointing at the previous dump,"
+                    + " or dump without a parent");
+        }
+        for (long done = 0; done < run.pages(); ) {
+            long n = Math.min(MAX_PAGES_PER_HEADER, run.pages() - done);
+            long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
+            PageServerHeader header = PageServerHeader.addF(run.pagemap(), vaddr, n, run.flags());
+            lastCommand = header.toString();
+            writes.last = channel.write(headerBuf(header));
+            bytesSent += PageServerWire.HEADER_BYTES;
+            entries++;
+            if (present) {
+                int from = (int) (offset + done * PageRun.PAGE_SIZE);
+                int len = (int) (n * PageRun.PAGE_SIZE);
+                ByteBuffer slice = writes.data.duplicate().position(from).limit(from + len).slice();
+                writes.last = channel.write(Unpooled.wrappedBuffer(slice));
+                bytesSent += len;
+                pagesSent += n;
+            }
+            done += n;
+        }
+    }
+
+    /** PARENT (first time only, when asked) then OPEN2; remembers the has-parent answer. */
+    private Mono<Void> open(PagemapId pagemap) {
+        Mono<Void> parent = Mono.empty();
+        if (askParent && !opened.containsKey(pagemap)) {
+            parent = request(PageServerHeader.parent(pagemap), PageServerWire.PARENT_REPLY_BYTES)
+                    .doOnNext(reply -> booleanReply(reply.getInt(), "PARENT", pagemap)).then();
+        }
+        return parent
+                .then(request(PageServerHeader.open2(pagemap), PageServerWire.OPEN2_REPLY_BYTES))
+                .doOnNext(reply -> {
+                    opened.put(pagemap, booleanReply(reply.get(), "OPEN2", pagemap));
+                    current = pagemap;
+                })
+                .then();
+    }
+
+    private boolean booleanReply(int value, String command, PagemapId pagemap) {
+        if (value != 0 && value != 1) {
+            throw new PageServerException("page server gave a wrong reply: server=" + server + " command=" + command
+                    + " pagemap=" + pagemap + " reply=" + value + " expected=0|1; it is not a CRIU page server"
+                    + " or a broken one: check host and port");
+        }
+        return value == 1;
+    }
+
+    private Mono<Void> close() {
+        replies.check();
+        Mono<Void> ensureOpened = Mono.empty();
+        if (opened.isEmpty() && context.pid() > 0) {
+            // a task without dumpable pages still gets its (empty) pagemap, as CRIU does
+            ensureOpened = open(PagemapId.task(context.pid()));
+        }
+        return ensureOpened
+                .then(request(PageServerHeader.close(), PageServerWire.CLOSE_REPLY_BYTES))
+                .doOnNext(reply -> {
+                    int value = reply.getInt();
+                    if (value != 0) {
+                        throw new PageServerException("page server refused to complete the dump: server=" + server
+                                + " command=CLOSE reply=" + value + " expected=0; it could not store the images:"
+                                + " check its log (disk space, permissions)");
+                    }
+                    replies.check();
+                })
+                .then();
+    }
+
+    /** Sends {@code header} and waits for its {@code replyBytes}-byte answer (little-endian view). */
+    private Mono<ByteBuffer> request(PageServerHeader header, int replyBytes) {
+        return Mono.defer(() -> {
+            String command = PageServerWire.opName(header.cmd()) + (header.dstId() != 0
+                    ? " pagemap=" + PageServerWire.pagemapOf(header.dstId()) : "");
+            lastCommand = command;
+            Mono<ByteBuffer> reply = replies.expect(replyBytes, command);
+            ChannelFuture sent = channel.writeAndFlush(headerBuf(header));
+            bytesSent += PageServerWire.HEADER_BYTES;
+            return Mono.<Void>create(sink -> sent.addListener(f -> {
+                        if (f.isSuccess()) {
+                            sink.success();
+                        } else {
+                            sink.error(lost(f.cause()));
+                        }
+                    }))
+                    .then(reply)
+                    .timeout(replyTimeout)
+                    .onErrorMap(TimeoutException.class, e -> new PageServerException("page server did not answer: server="
+                            + server + " command=" + command + " timeout=" + replyTimeout + "; is it a CRIU page server,"
+                            + " and is it overloaded? check host and port and the server's log", e));
+        });
+    }
+
+    private ByteBuf headerBuf(PageServerHeader header) {
+        ByteBuf buf = channel.alloc().ioBuffer(PageServerWire.HEADER_BYTES);
+        ByteBuffer nio = buf.nioBuffer(0, PageServerWire.HEADER_BYTES);
+        PageServerWire.encode(header, nio);
+        return buf.writerIndex(PageServerWire.HEADER_BYTES);
+    }
+
+    private PageServerException lost(Throwable cause) {
+        try {
+            replies.check();
+        } catch (PageServerException known) {
+            return known;
+        }
+        return new PageServerException("page server connection lost: server=" + server + " command=" + lastCommand
+                + " bytes_sent=" + bytesSent + " cause=" + cause + "; the server keeps nothing complete from this"
+                + " session (it commits only after CLOSE): check the network and the server's log, then retry", cause);
+    }
+
+    /** The writes of one chunk: the chunk goes back to its pool once the last of them is done. */
+    private final class ChunkWrites {
+        final PageChunk chunk;
+        final ByteBuffer data;
+        ChannelFuture last;
+
+        ChunkWrites(PageChunk chunk) {
+            this.chunk = chunk;
+            this.data = chunk.data();
+        }
+
+        Mono<Void> completion() {
+            ChannelFuture f = last;
+            if (f == null) {
+                return Mono.empty();
+            }
+            return Mono.create(sink -> f.addListener(done -> {
+                if (done.isSuccess()) {
+                    sink.success();
+                } else {
+                    sink.error(lost(done.cause()));
+                }
+            }));
+        }
+
+        /** Netty writes in order, so when the last write is done (or failed) all are. */
+        void releaseWhenWritten() {
+            ChannelFuture f = last;
+            if (f == null) {
+                chunk.release();
+            } else {
+                f.addListener(done -> chunk.release());
+            }
+        }
+    }
+}

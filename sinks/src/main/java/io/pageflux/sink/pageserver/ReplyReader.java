@@ -1,0 +1,121 @@
+package io.pageflux.sink.pageserver;
+
+import io.netty.buffer.ByteBuf;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
+
+/**
+ * The client's view of what the server sends back: tiny replies (1 or 4 bytes), only ever one
+ * outstanding. Bytes that arrive when no reply is expected, or more bytes than a reply has, are a
+ * protocol error; so is the server hanging up before the CLOSE reply.
+ */
+final class ReplyReader {
+
+    private final String server;
+    private final byte[] pending = new byte[16];
+    private int have;
+    private int expected;
+    private String expectedFor;
+    private MonoSink<ByteBuffer> waiter;
+    private PageServerException failure;
+    private Disposable subscription;
+
+    ReplyReader(String server) {
+        this.server = server;
+    }
+
+    /** Starts consuming the inbound bytes; each ByteBuf is copied out and released by reactor-netty. */
+    void start(Flux<ByteBuf> inbound) {
+        subscription = inbound.subscribe(this::onBytes, this::onError, this::onEof);
+    }
+
+    void stop() {
+        if (subscription != null) {
+            subscription.dispose();
+        }
+    }
+
+    /** The next {@code n} bytes the server sends, in answer to {@code command}. */
+    Mono<ByteBuffer> expect(int n, String command) {
+        return Mono.create(sink -> {
+            synchronized (this) {
+                if (failure != null) {
+                    sink.error(failure);
+                    return;
+                }
+                expected = n;
+                expectedFor = command;
+                waiter = sink;
+                deliver();
+            }
+        });
+    }
+
+    /** Fails if the server sent something unasked or hung up; cheap, called once per chunk. */
+    synchronized void check() {
+        if (failure != null) {
+            throw failure;
+        }
+        if (have > 0) {
+            throw unexpected(have);
+        }
+    }
+
+    private synchronized void onBytes(ByteBuf buf) {
+        int n = buf.readableBytes();
+        // a reply may arrive before expect() is subscribed: keep it; more than any reply is an error
+        if (have + n > pending.length || (waiter != null && have + n > expected)) {
+            fail(unexpected(have + n - (waiter != null ? expected : 0)));
+            return;
+        }
+        buf.readBytes(pending, have, n);
+        have += n;
+        deliver();
+    }
+
+    private void deliver() {
+        if (waiter != null && have >= expected) {
+            ByteBuffer reply = ByteBuffer.allocate(expected).order(ByteOrder.LITTLE_ENDIAN);
+            reply.put(pending, 0, expected).flip();
+            System.arraycopy(pending, expected, pending, 0, have - expected);
+            have -= expected;
+            MonoSink<ByteBuffer> w = waiter;
+            waiter = null;
+            w.success(reply);
+        }
+    }
+
+    private synchronized void onError(Throwable t) {
+        fail(new PageServerException("page server connection failed: server=" + server + " while="
+                + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
+                + "; the server keeps nothing from this session: check the server's log and retry", t));
+    }
+
+    private synchronized void onEof() {
+        fail(new PageServerException("page server closed the connection: server=" + server + " while="
+                + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
+                + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
+                + " and keeps nothing from it: fix the cause and retry the dump"));
+    }
+
+    private PageServerException unexpected(int extra) {
+        return new PageServerException("page server sent " + extra + " unexpected byte(s): server=" + server
+                + (expectedFor != null ? " last_command=" + expectedFor : "")
+                + "; it does not speak the CRIU page-server protocol as expected: check host and port");
+    }
+
+    private void fail(PageServerException e) {
+        if (failure == null) {
+            failure = e;
+        }
+        if (waiter != null) {
+            MonoSink<ByteBuffer> w = waiter;
+            waiter = null;
+            w.error(failure);
+        }
+    }
+}

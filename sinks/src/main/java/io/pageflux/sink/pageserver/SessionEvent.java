@@ -1,0 +1,40 @@
+package io.pageflux.sink.pageserver;
+
+import io.pageflux.source.PagemapId;
+import java.nio.file.Path;
+import java.util.Optional;
+
+/**
+ * What happened to one page-server session, as {@link PageServer#events()} reports it. Every
+ * session emits {@link Started}, zero or more {@link Opened}, and exactly one of
+ * {@link Completed} or {@link Failed}.
+ */
+public sealed interface SessionEvent {
+
+    /** 1, 2, 3, ... in the order the server accepted the connections. */
+    long session();
+
+    /** The client's address, e.g. {@code /127.0.0.1:51234}. */
+    String remote();
+
+    /** A client connected (after the TLS handshake, when TLS is on). */
+    record Started(long session, String remote) implements SessionEvent {
+    }
+
+    /** The client opened a pagemap for the first time; {@code hasParent} is what OPEN2 answered. */
+    record Opened(long session, String remote, PagemapId pagemap, long pagesId, boolean hasParent)
+            implements SessionEvent {
+    }
+
+    /**
+     * CLOSE was answered and the client hung up: {@code directory} is complete (absent when the
+     * client closed without opening any pagemap, so nothing was written).
+     */
+    record Completed(long session, String remote, Optional<Path> directory, long pages, long bytesReceived,
+                     long entries) implements SessionEvent {
+    }
+
+    /** The session ended without a complete directory; {@code reason} says why as key=value facts. */
+    record Failed(long session, String remote, String reason) implements SessionEvent {
+    }
+}
