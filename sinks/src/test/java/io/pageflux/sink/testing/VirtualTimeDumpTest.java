@@ -37,8 +37,7 @@ class VirtualTimeDumpTest {
                 .build();
         BufferPool pool = BufferPool.create(DataSize.ofMebibytes(64), DataSize.ofMebibytes(4));
         DumpStats stats = new DumpStats();
-        ReadOptions options = ReadOptions.of(pool)
-                .withPolicy(SimulatedProcess.dumpEveryRegion())
+        ReadOptions options = ReadOptions.of(pool)   // CRIU's full-dump selection: the region is private anonymous
                 .withScheduler(vts)
                 .withStats(stats);
         PageSink sink = TestSinks.throttled(PageSinks.nullSink(), DataSize.ofMebibytes(200), vts);

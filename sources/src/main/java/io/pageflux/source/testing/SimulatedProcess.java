@@ -45,6 +45,11 @@ import reactor.core.publisher.Flux;
  * order, so a consumer can check every byte it got ({@link #contentMatches(PageChunk)}). With
  * {@code false} the buffers are not written at all and a 64 GiB dump runs in seconds.
  *
+ * <p><b>Selection.</b> {@link #pages(ReadOptions)} applies {@code options.policy()} to the regions
+ * as smaps would show them (CRIU's {@link io.pageflux.source.RegionPolicy#criuFullDump()} by
+ * default). {@code ALL} selects every page of a region; both "present" selections select the
+ * present pages (a simulated file page always counts as copied on write).
+ *
  * <p><b>Faults.</b> {@link Builder#vanish(long, long) Vanished pages} are planned but cannot be read:
  * they are left out of the chunks and counted in {@link DumpStats#pagesVanished()}, as a live
  * read does for pages unmapped during the dump. {@link Builder#exitAt(Duration)} and

@@ -98,8 +98,19 @@ class SimulatedProcessTest {
         assertEquals(SimulatedProcess.word(5, BASE + 8), splitmix((BASE + 8) ^ splitmix(5)));
     }
 
+    /** Every word of a copied chunk is the documented pattern for its address. */
+    static void assertPattern(Copy c, long seed) {
+        int off = 0;
+        for (PageRun run : c.runs()) {
+            for (long a = run.address(); a < run.end(); a += 8, off += 8) {
+                assertEquals(splitmix(a ^ splitmix(seed)), c.bytes().getLong(off), "word at 0x" + Long.toHexString(a));
+            }
+        }
+        assertEquals(c.bytes().remaining(), off);
+    }
+
     @Test
-    void contentMatchesDetectsAWrongByte() {
+    void contentMatchesRejectsBytesOfAnotherSeed() {
         SimulatedProcess process = SimulatedProcess.builder().seed(9).region(BASE, DataSize.ofKibibytes(8), 1.0).build();
         BufferPool pool = BufferPool.create(DataSize.ofKibibytes(8), DataSize.ofKibibytes(8));
         PageChunk chunk = process.pages(options(pool)).blockFirst();
@@ -211,6 +222,37 @@ class SimulatedProcessTest {
         assertEquals(2, stats.regionsDumped());
         assertEquals(Map.of("file mapping", 1L), stats.regionsSkipped());
         assertEquals(0, pool.leasedBuffers());
+    }
+
+    @Test
+    void criusOwnSelectionRulesApplyToSimulatedRegions() {
+        SimulatedProcess process = SimulatedProcess.builder().pid(400)
+                .region(SimulatedRegion.file(0x400000, DataSize.ofKibibytes(8), "/usr/bin/app", 1234, 0))
+                .region(SimulatedRegion.anonymous(0x600000, DataSize.ofKibibytes(8)).withPath("[heap]"))
+                .region(SimulatedRegion.file(0x700000, DataSize.ofKibibytes(8), "/data/shared.db", 55, 0)
+                        .withPerms("rw-s"))
+                .region(SimulatedRegion.anonymous(0x7ff000, DataSize.ofKibibytes(8)).withPath("[vvar]")
+                        .withPerms("r--p").withVmFlags(java.util.Set.of("rd", "mr", "io", "pf")))
+                .region(SimulatedRegion.anonymous(0x801000, DataSize.ofKibibytes(8)).withPath("[vdso]")
+                        .withPerms("r-xp").withDensity(0.0))
+                .build();
+        BufferPool pool = BufferPool.create(DataSize.ofKibibytes(64), DataSize.ofKibibytes(64));
+        DumpStats stats = new DumpStats();
+        List<Copy> chunks = drain(process.pages(ReadOptions.of(pool).withPolicy(RegionPolicy.criuFullDump())
+                .withScheduler(Schedulers.immediate()).withStats(stats)));
+        assertEquals(1, chunks.size());
+        PagemapId task = PagemapId.task(400);
+        assertEquals(List.of(
+                new PageRun(0x400000, 2, task, 0x400000, PageFlags.PE_PRESENT),                      // private file
+                new PageRun(0x600000, 2, task, 0x600000, PageFlags.PE_PRESENT | PageFlags.PE_LAZY),  // heap: lazy
+                new PageRun(0x801000, 2, task, 0x801000, PageFlags.PE_PRESENT)),                     // [vdso]: all pages
+                chunks.get(0).runs());
+        assertEquals(5, stats.regionsSeen());
+        assertEquals(3, stats.regionsDumped());
+        assertEquals(2, stats.regionsSkipped().size(), stats.regionsSkipped().toString());
+        assertTrue(stats.regionsSkipped().keySet().stream().anyMatch(k -> k.startsWith("[vvar]")));
+        assertTrue(stats.regionsSkipped().keySet().stream().anyMatch(k -> k.startsWith("shared file mapping")));
+        assertPattern(chunks.get(0), process.seed());
     }
 
     @Test
