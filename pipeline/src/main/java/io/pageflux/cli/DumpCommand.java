@@ -147,8 +147,8 @@ final class DumpCommand implements Callable<Integer> {
         try {
             return LiveProcess.attach(pid);
         } catch (ProcessGoneException e) {
-            throw CliException.badInput("no such process: pid=" + pid + " (" + e.getMessage()
-                    + "); check the pid with: ps -p " + pid, e);
+            String advice = e.getMessage().contains("ps -p") ? "" : "; check the pid with: ps -p " + pid;
+            throw CliException.badInput(e.getMessage() + advice, e);
         } catch (PermissionDeniedException e) {
             throw CliException.badInput("may not trace the process: " + e.getMessage(), e);
         } catch (PagefluxException | IllegalArgumentException e) {

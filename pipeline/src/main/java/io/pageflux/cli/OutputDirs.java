@@ -63,8 +63,21 @@ final class OutputDirs {
         if (e instanceof java.nio.file.FileSystemException fse && fse.getReason() != null) {
             return fse.getReason();
         }
+        // these carry only the path; say what the kernel said
         if (e instanceof java.nio.file.AccessDeniedException) {
             return "Permission denied";
+        }
+        if (e instanceof java.nio.file.NoSuchFileException) {
+            return "No such file or directory";
+        }
+        if (e instanceof java.nio.file.FileAlreadyExistsException) {
+            return "File exists";
+        }
+        if (e instanceof java.nio.file.NotDirectoryException) {
+            return "Not a directory";
+        }
+        if (e instanceof java.nio.file.FileSystemException) {
+            return e.getClass().getSimpleName();
         }
         return e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
     }

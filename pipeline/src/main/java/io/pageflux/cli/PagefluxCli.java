@@ -23,7 +23,7 @@ import picocli.CommandLine.Spec;
         subcommands = {DumpCommand.class, InspectCommand.class, DemoCommand.class, CommandLine.HelpCommand.class},
         footerHeading = "%nExamples:%n",
         footer = {
-                "  pageflux demo                         # dump a sample process, check every byte",
+                "  pageflux demo                         # dump a sample, check every byte",
                 "  pageflux dump --pid 1234 --out /tmp/d1  # CRIU images, progress bar, summary",
                 "  pageflux dump --pid 1234 --to null --json           # measure reading only",
                 "  pageflux dump --pid 1234 --out /tmp/p1 --policy pre-dump --budget 16M",

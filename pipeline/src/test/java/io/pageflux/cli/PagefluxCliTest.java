@@ -100,7 +100,7 @@ class PagefluxCliTest {
         Path out = tmp.resolve("d1");
         Cli.Result r = Cli.run("dump", "--pid", Integer.toString(pid), "--out", out.toString());
         assertEquals(2, r.exit(), r.toString());
-        assertTrue(r.err().contains("no such process: pid=" + pid), r.err());
+        assertTrue(r.err().startsWith("pageflux: process is gone: pid=" + pid), r.err());
         assertTrue(r.err().contains("ps -p " + pid), r.err());
         assertFalse(Files.exists(out), "output created for a pid that does not exist");
     }
