@@ -6,6 +6,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.SinkResult;
+import io.pageflux.source.MemoryRegion;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
@@ -13,8 +14,11 @@ import io.pageflux.source.PagemapId;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeoutException;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -42,6 +46,9 @@ final class ClientSession {
 
     /** Pagemaps opened so far and whether the server has a parent for each. */
     private final Map<PagemapId, Boolean> opened = new HashMap<>();
+    /** Chunks received and not yet released. */
+    private final Set<ChunkWrites> held = ConcurrentHashMap.newKeySet();
+    private volatile boolean terminated;
     private PagemapId current;
     private String lastCommand = "none";
     private long bytesSent;
@@ -61,17 +68,44 @@ final class ClientSession {
 
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
         replies.start(connection.inbound().receive());
-        return chunks
+        return Flux.fromIterable(pagemapOrder(context))
+                .concatMap(this::open)
+                .thenMany(chunks)
+                .map(this::track)
                 // prefetch 1: read one chunk ahead while the current one is on the wire, no more
                 .concatMap(this::sendChunk, 1)
+                .doOnDiscard(ChunkWrites.class, ChunkWrites::releaseWhenWritten)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 .then(Mono.defer(this::close))
                 .then(Mono.fromSupplier(() -> new SinkResult("page-server:" + server, pagesSent, bytesSent, entries)))
-                .doFinally(s -> replies.stop());
+                .doFinally(s -> {
+                    replies.stop();
+                    releaseAll();
+                });
     }
 
-    private Mono<Void> sendChunk(PageChunk chunk) {
+    /**
+     * Registers a chunk as held by this session. A chunk whose onNext races with a cancel may be
+     * stranded inside an operator's queue; {@link #releaseAll} finds it here.
+     */
+    private ChunkWrites track(PageChunk chunk) {
         ChunkWrites writes = new ChunkWrites(chunk);
+        held.add(writes);
+        if (terminated) {
+            writes.releaseWhenWritten();
+        }
+        return writes;
+    }
+
+    /** Gives back every chunk still held, each once its last write is done (or now, if none). */
+    private void releaseAll() {
+        terminated = true;
+        for (ChunkWrites writes : held) {
+            writes.releaseWhenWritten();
+        }
+    }
+
+    private Mono<Void> sendChunk(ChunkWrites writes) {
         return Mono.defer(() -> {
                     replies.check();
                     return sendRuns(writes, 0, 0);
@@ -84,6 +118,9 @@ final class ClientSession {
     private Mono<Void> sendRuns(ChunkWrites writes, int index, long offset) {
         List<PageRun> runs = writes.chunk.runs();
         while (index < runs.size()) {
+            if (terminated) {
+                return Mono.empty();
+            }
             PageRun run = runs.get(index);
             if (!run.pagemap().equals(current)) {
                 int i = index;
@@ -151,15 +188,28 @@ final class ClientSession {
         return value == 1;
     }
 
+    /**
+     * The pagemaps opened before the first chunk, in CRIU's order, so that the server numbers
+     * them (pages_id) as a local dump does: in a full dump the shared anonymous objects of the
+     * context's regions in address order, then the task; in a pre-dump only the task (CRIU's
+     * pre-dump sends no shmem pagemaps). Must agree with {@code CriuImageSink}'s order.
+     */
+    static Set<PagemapId> pagemapOrder(DumpContext context) {
+        Set<PagemapId> ids = new LinkedHashSet<>();
+        if (!context.preDump()) {
+            for (MemoryRegion r : context.regions()) {
+                if (r.sharedAnonymous()) {
+                    ids.add(PagemapId.shmem(r.inode()));
+                }
+            }
+        }
+        ids.add(PagemapId.task(context.pid()));
+        return ids;
+    }
+
     private Mono<Void> close() {
         replies.check();
-        Mono<Void> ensureOpened = Mono.empty();
-        if (opened.isEmpty() && context.pid() > 0) {
-            // a task without dumpable pages still gets its (empty) pagemap, as CRIU does
-            ensureOpened = open(PagemapId.task(context.pid()));
-        }
-        return ensureOpened
-                .then(request(PageServerHeader.close(), PageServerWire.CLOSE_REPLY_BYTES))
+        return request(PageServerHeader.close(), PageServerWire.CLOSE_REPLY_BYTES)
                 .doOnNext(reply -> {
                     int value = reply.getInt();
                     if (value != 0) {
@@ -218,7 +268,7 @@ final class ClientSession {
     private final class ChunkWrites {
         final PageChunk chunk;
         final ByteBuffer data;
-        ChannelFuture last;
+        volatile ChannelFuture last;
 
         ChunkWrites(PageChunk chunk) {
             this.chunk = chunk;
@@ -241,6 +291,7 @@ final class ClientSession {
 
         /** Netty writes in order, so when the last write is done (or failed) all are. */
         void releaseWhenWritten() {
+            held.remove(this);
             ChannelFuture f = last;
             if (f == null) {
                 chunk.release();
