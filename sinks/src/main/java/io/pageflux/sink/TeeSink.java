@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.stream.Collectors;
 import org.reactivestreams.Subscription;
@@ -86,6 +87,8 @@ public final class TeeSink implements PageSink {
         private final int n;
         private final AtomicReferenceArray<FluxSink<PageChunk>> branches;
         private final AtomicReferenceArray<Boolean> gone;
+        /** Per branch: requested by its sink minus views handed to it. */
+        private final AtomicLongArray demand;
         private final AtomicInteger attached = new AtomicInteger();
         private final AtomicInteger wip = new AtomicInteger();
         private final AtomicBoolean subscribed = new AtomicBoolean();
@@ -98,6 +101,7 @@ public final class TeeSink implements PageSink {
             this.n = n;
             this.branches = new AtomicReferenceArray<>(n);
             this.gone = new AtomicReferenceArray<>(n);
+            this.demand = new AtomicLongArray(n);
             for (int i = 0; i < n; i++) {
                 gone.set(i, Boolean.FALSE);
             }
@@ -105,8 +109,22 @@ public final class TeeSink implements PageSink {
 
         Flux<PageChunk> branch(int i) {
             return Flux.<PageChunk>create(sink -> attach(i, sink), FluxSink.OverflowStrategy.BUFFER)
+                    // count the sink's requests ourselves: the create sink's requestedFromDownstream()
+                    // lags behind while another thread drains it, and the tee would overfill it
+                    .doOnRequest(n -> addDemand(i, n))
                     // views queued in the branch when its sink cancels
                     .doOnDiscard(PageChunk.class, PageChunk::release);
+        }
+
+        private void addDemand(int i, long n) {
+            long d;
+            do {
+                d = demand.get(i);
+                if (d == Long.MAX_VALUE) {
+                    break;
+                }
+            } while (!demand.compareAndSet(i, d, Long.MAX_VALUE - d <= n ? Long.MAX_VALUE : d + n));
+            drainRequests();
         }
 
         long pages() {
@@ -120,7 +138,6 @@ public final class TeeSink implements PageSink {
                 return;
             }
             sink.onCancel(() -> branchGone(i));
-            sink.onRequest(r -> drainRequests());
             if (attached.incrementAndGet() == n && subscribed.compareAndSet(false, true)) {
                 source.subscribe(this);
             }
@@ -169,7 +186,7 @@ public final class TeeSink implements PageSink {
                     continue;
                 }
                 live++;
-                if (b.requestedFromDownstream() <= 0) {
+                if (demand.get(i) <= 0) {
                     return false;
                 }
             }
@@ -183,6 +200,9 @@ public final class TeeSink implements PageSink {
                 for (int i = 0; i < n; i++) {
                     FluxSink<PageChunk> b = branches.get(i);
                     if (b != null && !gone.get(i)) {
+                        if (demand.get(i) != Long.MAX_VALUE) {
+                            demand.decrementAndGet(i);
+                        }
                         // a branch cancelled meanwhile discards (releases) the view
                         b.next(chunk.retain());
                     }

@@ -71,6 +71,16 @@ public final class TestChunks {
         }
     }
 
+    /** {@link #await} for lambdas that cannot throw checked exceptions. */
+    public static void awaitUnchecked(BooleanSupplier condition, String what) {
+        try {
+            await(condition, what);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted waiting for: " + what, e);
+        }
+    }
+
     /** Waits (up to 10 s) for a condition another thread makes true; fails with {@code what} otherwise. */
     public static void await(BooleanSupplier condition, String what) throws InterruptedException {
         long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();

@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.util.LinkedHashSet;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
@@ -27,7 +28,8 @@ import reactor.core.publisher.Mono;
  * <p><b>Backpressure and ownership.</b> The sink requests {@link CriuImageOptions#chunksInFlight()}
  * chunks at a time ({@code publishOn} with that prefetch) and writes them, blocking, on
  * {@link CriuImageOptions#scheduler()}. Every chunk is released right after its bytes are
- * written; chunks queued at an error or cancel are released through the discard hook.
+ * written; chunks received but not yet written at an error or cancel are released when the
+ * write ends (also through the discard hook).
  *
  * <p><b>Outcome.</b> On completion of the chunks the directory is fsynced and renamed into place,
  * then the {@link SinkResult} emitted. On an error of the chunks or of a write, or on cancel,
@@ -74,20 +76,83 @@ public final class CriuImageSink implements PageSink {
     @Override
     public Mono<SinkResult> write(DumpContext context, Flux<PageChunk> chunks) {
         return Mono.using(
-                        () -> open(context),
-                        writer -> chunks
+                        () -> new Session(open(context)),
+                        session -> chunks
+                                .doOnNext(session::received)
                                 .publishOn(options.scheduler(), options.chunksInFlight())
-                                .doOnNext(chunk -> writeChunk(writer, chunk))
-                                .then(Mono.fromCallable(() -> {
-                                    writer.commit();
-                                    return new SinkResult(describe(), writer.pages(), writer.bytesWritten(),
-                                            writer.entries());
-                                })),
-                        // after a commit abort() does nothing; on error and cancel it deletes the temp dir
-                        ImageDirectoryWriter::abort)
+                                .doOnNext(session::write)
+                                .then(Mono.fromCallable(session::commit)),
+                        // after a commit this only checks that nothing is held; on error and cancel it
+                        // releases the chunks not yet written and deletes the temporary directory
+                        Session::close)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 // creating the directory is blocking I/O too
                 .subscribeOn(options.scheduler());
+    }
+
+    /**
+     * One {@link #write}: the directory writer and the chunks received but not yet written.
+     *
+     * <p>Why track them instead of relying on {@code publishOn}'s discard hook alone: a cancel
+     * disposes {@code publishOn}'s worker, and a drain task that was scheduled but had not started
+     * yet is dropped together with the chunks in its queue. Whatever is still in {@link #held}
+     * when the session closes is released here; {@link PageChunk#release()} is idempotent, so a
+     * chunk also discarded by Reactor is released once.
+     */
+    private final class Session {
+        private final ImageDirectoryWriter writer;
+        private final Set<PageChunk> held = ConcurrentHashMap.newKeySet();
+        private volatile boolean closed;
+
+        Session(ImageDirectoryWriter writer) {
+            this.writer = writer;
+        }
+
+        /** On the upstream thread, before the hand-off to the writing worker. */
+        void received(PageChunk chunk) {
+            held.add(chunk);
+            if (closed) {
+                releaseHeld(); // raced with close(): it may have missed this one
+            }
+        }
+
+        /** On the writing worker: writes the runs, then releases the chunk. */
+        void write(PageChunk chunk) {
+            if (!held.remove(chunk)) {
+                return; // released by close(): the write was cancelled
+            }
+            try {
+                writeChunk(writer, chunk);
+            } catch (RuntimeException e) {
+                if (closed) {
+                    // cancelled mid-write (the worker may even have been interrupted, which closes
+                    // the file channel): the output is aborted anyway, nobody is left to tell
+                    return;
+                }
+                throw e;
+            } finally {
+                chunk.release();
+            }
+        }
+
+        SinkResult commit() {
+            writer.commit();
+            return new SinkResult(describe(), writer.pages(), writer.bytesWritten(), writer.entries());
+        }
+
+        void close() {
+            closed = true;
+            releaseHeld();
+            writer.abort(); // does nothing after a commit
+        }
+
+        private void releaseHeld() {
+            for (PageChunk c : held) {
+                if (held.remove(c)) {
+                    c.release();
+                }
+            }
+        }
     }
 
     private ImageDirectoryWriter open(DumpContext context) {
@@ -136,23 +201,16 @@ public final class CriuImageSink implements PageSink {
     }
 
     private static void writeChunk(ImageDirectoryWriter writer, PageChunk chunk) {
-        try {
-            if (writer.isAborted()) {
-                return; // cancelled while this chunk was on its way
+        ByteBuffer data = chunk.data();
+        int position = 0;
+        for (PageRun run : chunk.runs()) {
+            int length = (int) run.bytes(); // a run in a chunk fits the chunk's int length
+            ByteBuffer bytes = null;
+            if (PageFlags.has(run.flags(), PageFlags.PE_PRESENT)) {
+                bytes = data.duplicate().limit(position + length).position(position);
             }
-            ByteBuffer data = chunk.data();
-            int position = 0;
-            for (PageRun run : chunk.runs()) {
-                int length = (int) run.bytes(); // a run in a chunk fits the chunk's int length
-                ByteBuffer bytes = null;
-                if (PageFlags.has(run.flags(), PageFlags.PE_PRESENT)) {
-                    bytes = data.duplicate().limit(position + length).position(position);
-                }
-                writer.openPagemap(run.pagemap()).add(run.pagemapVaddr(), run.pages(), run.flags(), bytes);
-                position += length;
-            }
-        } finally {
-            chunk.release();
+            writer.openPagemap(run.pagemap()).add(run.pagemapVaddr(), run.pages(), run.flags(), bytes);
+            position += length;
         }
     }
 

@@ -1,0 +1,267 @@
+package io.pageflux.sink.criu;
+
+import static io.pageflux.source.PageFlags.PE_LAZY;
+import static io.pageflux.source.PageFlags.PE_PARENT;
+import static io.pageflux.source.PageFlags.PE_PRESENT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pageflux.sink.criu.ImageDirectoryWriter.Options;
+import io.pageflux.sink.criu.ImageDirectoryWriter.PagemapWriter;
+import io.pageflux.sink.criu.proto.PagemapProtos.PagemapEntry;
+import io.pageflux.source.PageRun;
+import io.pageflux.source.PagemapId;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ImageDirectoryWriterTest {
+
+    @TempDir
+    Path tmp;
+
+    private static ByteBuffer pages(long nr, int fill) {
+        byte[] b = new byte[(int) (nr * PageRun.PAGE_SIZE)];
+        java.util.Arrays.fill(b, (byte) fill);
+        return ByteBuffer.wrap(b);
+    }
+
+    private List<String> listing(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    @Test
+    void mergesContiguousRunsWithEqualFlagsAcrossCalls() throws IOException {
+        Path out = tmp.resolve("d");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            PagemapWriter pm = w.openPagemap(PagemapId.task(7));
+            pm.add(0x10000, 16, PE_LAZY | PE_PRESENT, pages(16, 0x5c)); // like C ...
+            pm.add(0x20000, 1, PE_LAZY | PE_PRESENT, pages(1, 0xa0));   // ... and B's first page: one entry
+            pm.add(0x22000, 1, PE_LAZY | PE_PRESENT, pages(1, 0xa2));   // gap: new entry
+            pm.add(0x23000, 2, PE_PRESENT, pages(2, 1));                // contiguous, other flags: new entry
+            pm.add(0x30000, 3, PE_PARENT, null);
+            pm.add(0x33000, 1, PE_PARENT, null);                        // holes merge too
+            assertEquals(3, pm.entries(), "the last two entries are still pending");
+            w.commit();
+            assertEquals(20, w.pages());
+            assertEquals(4, w.entries());
+        }
+        ImageDirectory images = ImageDirectory.open(out).verify();
+        PagemapImage pm = images.pagemap(PagemapId.task(7)).orElseThrow();
+        assertEquals(List.of(new Vectors.Entry(0x10000, 17, 6), new Vectors.Entry(0x22000, 1, 6),
+                new Vectors.Entry(0x23000, 2, 4), new Vectors.Entry(0x30000, 4, 1)), Vectors.entries(pm));
+        assertEquals((byte) 0xa0, images.readPages(pm, pm.entries().get(0), 16, 1).get(0));
+        assertEquals((byte) 0xa2, images.readPages(pm, pm.entries().get(1)).get(4095));
+        assertEquals(List.of("pagemap-7.img", "pages-1.img"), listing(out));
+    }
+
+    @Test
+    void writesBothPageCountFields() throws IOException {
+        Path out = tmp.resolve("d");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            w.openPagemap(PagemapId.task(7)).add(0x1000, 3, PE_PRESENT, pages(3, 9));
+            w.commit();
+        }
+        try (ImageFileReader r = ImageFileReader.open(out.resolve("pagemap-7.img"), ImageFormat.Kind.PAGEMAP)) {
+            r.next(io.pageflux.sink.criu.proto.PagemapProtos.PagemapHead.parser(), "PagemapHead");
+            PagemapEntry e = r.next(PagemapEntry.parser(), "PagemapEntry");
+            assertEquals(3, e.getCompatNrPages());
+            assertEquals(3, e.getNrPages());
+            assertEquals(PE_PRESENT, e.getFlags());
+            assertFalse(e.hasInParent());
+        }
+    }
+
+    @Test
+    void splitsEntriesLongerThanAU32() throws IOException {
+        Path out = tmp.resolve("d");
+        long huge = ImageDirectoryWriter.MAX_ENTRY_PAGES + 5;
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            w.openPagemap(PagemapId.task(7)).add(0x7f0000000000L, huge, PE_PARENT, null);
+            w.commit();
+        }
+        PagemapImage pm = ImageDirectory.open(out).verify().pagemaps().get(0);
+        assertEquals(List.of(new Vectors.Entry(0x7f0000000000L, 0xFFFF_FFFFL, PE_PARENT),
+                new Vectors.Entry(0x7f0000000000L + 0xFFFF_FFFFL * 4096, 5, PE_PARENT)), Vectors.entries(pm));
+    }
+
+    @Test
+    void mergingCanBeTurnedOff() throws IOException {
+        Path out = tmp.resolve("d");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults().withMergeRuns(false))) {
+            PagemapWriter pm = w.openPagemap(PagemapId.task(7));
+            pm.add(0x1000, 1, PE_PRESENT, pages(1, 1));
+            pm.add(0x2000, 1, PE_PRESENT, pages(1, 2));
+            w.commit();
+        }
+        assertEquals(2, ImageDirectory.open(out).entries());
+    }
+
+    @Test
+    void rejectsOutOfOrderOverlappingAndMismatchedRuns() {
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(tmp.resolve("d"), Options.defaults())) {
+            PagemapWriter pm = w.openPagemap(PagemapId.task(7));
+            pm.add(0x10000, 4, PE_PRESENT, pages(4, 1));
+            IllegalArgumentException overlap = assertThrows(IllegalArgumentException.class,
+                    () -> pm.add(0x13000, 1, PE_PRESENT, pages(1, 1)));
+            assertTrue(overlap.getMessage().contains("run out of order: pagemap=pagemap-7.img vaddr=0x13000 pages=1 "
+                    + "flags=PE_PRESENT starts at or before the end of the previous run (last byte 0x13fff)"),
+                    overlap.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x1000, 1, PE_PRESENT, pages(1, 1)));
+            IllegalArgumentException noBytes = assertThrows(IllegalArgumentException.class,
+                    () -> pm.add(0x20000, 1, PE_PRESENT, null));
+            assertTrue(noBytes.getMessage().contains("PE_PRESENT needs the pages' bytes"), noBytes.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x20000, 1, PE_PARENT, pages(1, 0)));
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x20000, 2, PE_PRESENT, pages(1, 0)));
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x20000, 1, PE_PRESENT | PE_PARENT, pages(1, 0)));
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x20001, 1, PE_PARENT, null));
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0x20000, 0, PE_PARENT, null));
+            assertThrows(IllegalArgumentException.class, () -> pm.add(0xfffffffffffff000L, 2, PE_PARENT, null));
+            // rejected runs wrote nothing: the next valid run continues normally
+            pm.add(0x14000, 1, PE_PRESENT, pages(1, 2));
+            w.commit();
+            assertEquals(5, w.pages());
+        }
+    }
+
+    @Test
+    void theLastPageOfTheAddressSpaceIsAccepted() throws IOException {
+        Path out = tmp.resolve("d");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            w.openPagemap(PagemapId.task(7)).add(0xfffffffffffff000L, 1, PE_PARENT, null);
+            w.commit();
+        }
+        assertEquals(0xfffffffffffff000L, ImageDirectory.open(out).verify().pagemaps().get(0).entries().get(0).vaddr());
+    }
+
+    @Test
+    void pagemapsInterleaveAndShareThePagesIdCounter() throws IOException {
+        Path out = tmp.resolve("srv");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out,
+                Options.defaults().withFirstPagesId(Options.PAGE_SERVER_FIRST_PAGES_ID))) {
+            PagemapWriter shm = w.openPagemap(PagemapId.shmem(32));
+            shm.add(0, 2, PE_PRESENT, pages(2, 0xd5));
+            PagemapWriter task = w.openPagemap(PagemapId.task(99));
+            task.add(0x400000, 1, PE_PRESENT, pages(1, 0x11));
+            assertSame(shm, w.openPagemap(PagemapId.shmem(32)), "reopening returns the open writer");
+            shm.add(0x2000, 1, PE_PRESENT, pages(1, 0xd6));
+            task.add(0x401000, 1, PE_PRESENT, pages(1, 0x12));
+            assertEquals(65537, shm.pagesId());
+            assertEquals(65538, task.pagesId());
+            w.commit();
+        }
+        ImageDirectory images = ImageDirectory.open(out).verify();
+        assertEquals(List.of("pagemap-99.img", "pagemap-shmem-32.img", "pages-65537.img", "pages-65538.img"),
+                listing(out));
+        PagemapImage shm = images.pagemap(PagemapId.shmem(32)).orElseThrow();
+        assertEquals(List.of(new Vectors.Entry(0, 3, PE_PRESENT)), Vectors.entries(shm));
+        assertEquals((byte) 0xd6, images.readPages(shm, shm.entries().get(0), 2, 1).get(0));
+        PagemapImage task = images.pagemap(PagemapId.task(99)).orElseThrow();
+        assertEquals(List.of(new Vectors.Entry(0x400000, 2, PE_PRESENT)), Vectors.entries(task));
+        assertArrayEquals(new byte[] {0x11, 0x12}, new byte[] {images.readPages(task, task.entries().get(0)).get(0),
+                images.readPages(task, task.entries().get(0)).get(4096)});
+    }
+
+    @Test
+    void writesTheFilesOnlyIntoATemporarySiblingUntilCommit() throws IOException {
+        Path out = tmp.resolve("d");
+        ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults());
+        w.openPagemap(PagemapId.task(1)).add(0x1000, 1, PE_PRESENT, pages(1, 1));
+        Path temp = w.temporaryDirectory();
+        assertEquals(tmp, temp.getParent());
+        assertTrue(temp.getFileName().toString().startsWith(".d.partial-"), temp.toString());
+        assertFalse(Files.exists(out));
+        w.commit();
+        assertTrue(Files.isDirectory(out));
+        assertFalse(Files.exists(temp));
+        assertEquals(List.of("d"), listing(tmp));
+        assertThrows(IllegalStateException.class, () -> w.openPagemap(PagemapId.task(2)));
+        w.abort(); // after commit: nothing happens
+        assertTrue(Files.isDirectory(out));
+    }
+
+    @Test
+    void abortDeletesEverythingButNotTheParentLinksTarget() throws IOException {
+        Path parent = Files.createDirectory(tmp.resolve("pd1"));
+        Files.writeString(parent.resolve("keep"), "x");
+        ImageDirectoryWriter w = ImageDirectoryWriter.create(tmp.resolve("pd2"),
+                Options.defaults().withParentLink(Path.of("../pd1")));
+        w.openPagemap(PagemapId.task(1)).add(0x1000, 1, PE_PARENT, null);
+        assertEquals(Path.of("../pd1"), Files.readSymbolicLink(w.temporaryDirectory().resolve("parent")));
+        w.abort();
+        assertEquals(List.of("pd1"), listing(tmp));
+        assertEquals(List.of("keep"), listing(parent));
+        IllegalStateException late = assertThrows(IllegalStateException.class,
+                () -> w.openPagemap(PagemapId.task(1)));
+        assertTrue(late.getMessage().contains("already aborted"), late.getMessage());
+    }
+
+    @Test
+    void refusesANonEmptyDirectoryUnlessForced() throws IOException {
+        Path out = Files.createDirectory(tmp.resolve("d"));
+        Files.writeString(out.resolve("old.txt"), "old");
+        ImageWriteException e = assertThrows(ImageWriteException.class,
+                () -> ImageDirectoryWriter.create(out, Options.defaults()));
+        assertEquals(out, e.path());
+        assertTrue(e.getMessage().contains("output directory is not empty: dir=" + out + " entries=1"), e.getMessage());
+        assertTrue(e.getMessage().contains("--force"), e.getMessage());
+        assertEquals(List.of("d"), listing(tmp), "no temporary directory left behind");
+
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults().withForce(true))) {
+            w.openPagemap(PagemapId.task(1)).add(0x1000, 1, PE_PRESENT, pages(1, 1));
+            assertTrue(Files.exists(out.resolve("old.txt")), "the old directory stays until commit");
+            w.commit();
+        }
+        assertEquals(List.of("pagemap-1.img", "pages-1.img"), listing(out));
+        assertEquals(List.of("d"), listing(tmp), "the replaced directory was deleted");
+    }
+
+    @Test
+    void anEmptyExistingDirectoryIsFine() throws IOException {
+        Path out = Files.createDirectory(tmp.resolve("d"));
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            w.openPagemap(PagemapId.task(1));
+            w.commit();
+        }
+        assertEquals(List.of("pagemap-1.img", "pages-1.img"), listing(out));
+    }
+
+    @Test
+    void refusesAnExistingFile() throws IOException {
+        Path out = Files.writeString(tmp.resolve("d"), "not a dir");
+        ImageWriteException e = assertThrows(ImageWriteException.class,
+                () -> ImageDirectoryWriter.create(out, Options.defaults()));
+        assertTrue(e.getMessage().contains("output exists and is not a directory: dir=" + out), e.getMessage());
+    }
+
+    @Test
+    void unwritableLocationNamesThePath() throws IOException {
+        Path file = Files.writeString(tmp.resolve("plainfile"), "x");
+        Path out = file.resolve("d");
+        ImageWriteException e = assertThrows(ImageWriteException.class,
+                () -> ImageDirectoryWriter.create(out, Options.defaults()));
+        assertTrue(e.getMessage().contains("dir=" + file), e.getMessage());
+        assertTrue(e.getMessage().contains("choose a writable location"), e.getMessage());
+        assertEquals(List.of("plainfile"), listing(tmp));
+    }
+
+    @Test
+    void createsMissingParentDirectories() throws IOException {
+        Path out = tmp.resolve("a/b/c");
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, Options.defaults())) {
+            w.commit();
+        }
+        assertTrue(Files.isDirectory(out));
+    }
+}
