@@ -285,7 +285,7 @@ public final class PageServer implements AutoCloseable {
         }
 
         /**
-         * TLS with this server context (see {@link PageServerTls#server}); it decides whether client
+         * TLS with this server context (see {@link PageServerTls#serverFromPem}); it decides whether client
          * certificates are required.
          */
         public Builder tls(SslContext serverContext) {

@@ -7,6 +7,8 @@ import io.pageflux.sink.PageSink;
 import io.pageflux.sink.SinkResult;
 import io.pageflux.source.PageChunk;
 import java.time.Duration;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.SSLParameters;
 import java.util.Objects;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -48,7 +50,7 @@ public final class PageServerSink implements PageSink {
     }
 
     /**
-     * Talks TLS, with the given client context (see {@link PageServerTls#client}); the server's
+     * Talks TLS, with the given client context (see {@link PageServerTls#clientFromPem}); the server's
      * certificate must name the host this sink connects to.
      */
     public PageServerSink secure(SslContext clientContext) {
@@ -115,7 +117,13 @@ public final class PageServerSink implements PageSink {
                 .port(port)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.min(Integer.MAX_VALUE, connectTimeout.toMillis()));
         if (ssl != null) {
-            client = client.secure(spec -> spec.sslContext(ssl));
+            // reactor-netty's plain TCP client does not check the server's name: ask the JDK to
+            client = client.secure(spec -> spec.sslContext(ssl).handlerConfigurator(handler -> {
+                SSLEngine engine = handler.engine();
+                SSLParameters params = engine.getSSLParameters();
+                params.setEndpointIdentificationAlgorithm("HTTPS");
+                engine.setSSLParameters(params);
+            }));
         }
         return client.connect().onErrorMap(e -> !(e instanceof PageServerException), e -> new PageServerException(
                 "cannot connect to page server: server=" + describeServer() + " command=connect"

@@ -11,11 +11,16 @@ import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
 import javax.net.ssl.KeyManagerFactory;
+import javax.net.ssl.SSLException;
 import javax.net.ssl.TrustManagerFactory;
 
 /**
- * TLS contexts for the page server and its clients, on the JDK's TLS stack, from PKCS#12 key
- * stores as {@code keytool} makes them (see the README for a copy-paste throw-away CA).
+ * TLS contexts for the page server and its clients, on the JDK's TLS stack, from PEM files
+ * (as {@code openssl} and CRIU's {@code --tls-cacert/--tls-cert/--tls-key} use them) or from
+ * PKCS#12 key stores (as {@code keytool} makes them). See the README for a throw-away CA.
+ *
+ * <p>A client always checks that the server's certificate names the host it connects to
+ * (subjectAltName IP or DNS entry), as CRIU does.
  */
 public final class PageServerTls {
 
@@ -23,14 +28,53 @@ public final class PageServerTls {
     }
 
     /**
-     * A server context: {@code keyStore} holds the server's private key and certificate chain. With
-     * a {@code trustStore} (the CA that signs client certificates) clients must present a
-     * certificate it trusts (mutual TLS, as CRIU's page server requires); without, any client
-     * may connect (encryption only).
+     * A server context from PEM files: the server's certificate (chain) and its PKCS#8 private
+     * key ({@code BEGIN PRIVATE KEY}). With {@code caCert} (the CA that signs client
+     * certificates) clients must present a certificate it signed — mutual TLS, as CRIU's page
+     * server requires; with {@code null} any client may connect (encryption only).
      *
-     * @throws PageServerException naming the file when a store cannot be read
+     * @throws PageServerException naming the files when they cannot be used
      */
-    public static SslContext server(Path keyStore, char[] password, Path trustStore) {
+    public static SslContext serverFromPem(Path cert, Path key, Path caCert) {
+        try {
+            SslContextBuilder b = SslContextBuilder.forServer(cert.toFile(), key.toFile()).sslProvider(SslProvider.JDK);
+            if (caCert != null) {
+                b.trustManager(caCert.toFile()).clientAuth(ClientAuth.REQUIRE);
+            }
+            return b.build();
+        } catch (SSLException | IllegalArgumentException e) {
+            throw new PageServerException("cannot set up TLS for the page server: cert=" + cert + " key=" + key
+                    + " cacert=" + caCert + " cause=" + e + "; the key must be an unencrypted PKCS#8 PEM"
+                    + " (BEGIN PRIVATE KEY) matching the certificate", e);
+        }
+    }
+
+    /**
+     * A client context from PEM files: {@code caCert} signed the server's certificate; {@code cert}
+     * and {@code key} (both or neither) are the client's own, for servers that require one.
+     *
+     * @throws PageServerException naming the files when they cannot be used
+     */
+    public static SslContext clientFromPem(Path caCert, Path cert, Path key) {
+        try {
+            SslContextBuilder b = SslContextBuilder.forClient().sslProvider(SslProvider.JDK).trustManager(caCert.toFile());
+            if (cert != null || key != null) {
+                b.keyManager(cert.toFile(), key.toFile());
+            }
+            return b.build();
+        } catch (SSLException | IllegalArgumentException | NullPointerException e) {
+            throw new PageServerException("cannot set up TLS for the page server client: cacert=" + caCert + " cert="
+                    + cert + " key=" + key + " cause=" + e + "; give both cert and key, the key as an unencrypted"
+                    + " PKCS#8 PEM (BEGIN PRIVATE KEY)", e);
+        }
+    }
+
+    /**
+     * A server context from PKCS#12 stores: {@code keyStore} holds the server's key and certificate
+     * chain; with a {@code trustStore} (holding the CA that signs client certificates) client
+     * certificates are required. Both stores use {@code password}.
+     */
+    public static SslContext serverFromKeyStore(Path keyStore, char[] password, Path trustStore) {
         try {
             SslContextBuilder b = SslContextBuilder.forServer(keyManagers(keyStore, password)).sslProvider(SslProvider.JDK);
             if (trustStore != null) {
@@ -44,13 +88,10 @@ public final class PageServerTls {
     }
 
     /**
-     * A client context: {@code trustStore} holds the CA that signed the server's certificate (the
-     * certificate must name the host the client connects to); {@code keyStore}, if not null, the
-     * client's own key and certificate for servers that require one.
-     *
-     * @throws PageServerException naming the file when a store cannot be read
+     * A client context from PKCS#12 stores: {@code trustStore} holds the CA that signed the
+     * server's certificate; {@code keyStore}, if not null, the client's key and certificate.
      */
-    public static SslContext client(Path trustStore, char[] password, Path keyStore) {
+    public static SslContext clientFromKeyStore(Path trustStore, char[] password, Path keyStore) {
         try {
             SslContextBuilder b = SslContextBuilder.forClient().sslProvider(SslProvider.JDK)
                     .trustManager(trustManagers(trustStore, password));
