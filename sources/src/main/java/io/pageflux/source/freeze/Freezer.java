@@ -26,6 +26,13 @@ public interface Freezer {
      */
     FrozenProcess freeze();
 
+    /**
+     * Loads and exercises what {@link #freeze()} will need, without stopping anything, so that the first
+     * freeze of a fresh JVM does not pay for class loading while the target is stopped. Optional.
+     */
+    default void prepare() {
+    }
+
     /** A short description for reports, e.g. {@code ptrace:1234} or {@code cgroup:/sys/fs/cgroup/app}. */
     String describe();
 

@@ -2,6 +2,7 @@ package io.pageflux.source.freeze;
 
 import io.pageflux.source.ChunkReader;
 import io.pageflux.source.ChunkStream;
+import io.pageflux.source.DumpStats;
 import io.pageflux.source.LiveChunkReader;
 import io.pageflux.source.LiveProcess;
 import io.pageflux.source.MemoryRegion;
@@ -10,9 +11,14 @@ import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageScan;
 import io.pageflux.source.PlannedRun;
 import io.pageflux.source.PooledBuffer;
+import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.ReadOptions;
 import io.pageflux.source.ScannerKind;
 import io.pageflux.source.Smaps;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
@@ -27,8 +33,8 @@ import reactor.core.publisher.Flux;
  * A live process read like {@link LiveProcess}, but stopped by a {@link Freezer} for part of the dump, as
  * {@link FreezeMode} says:
  * <ul>
- *   <li>{@link FreezeMode#PRE_DUMP}: freeze, read {@code /proc/PID/smaps}, drain the page scan into a
- *       compact {@link RunList}, thaw — then read the bytes of those runs while the target runs. The
+ *   <li>{@link FreezeMode#PRE_DUMP}: read {@code /proc/PID/smaps}, freeze, confirm the layout with
+ *       {@code /proc/PID/maps}, drain the page scan into a compact {@link RunList}, thaw — then read the bytes of those runs while the target runs. The
  *       pause is the scan only (a few milliseconds for hundreds of MiB).</li>
  *   <li>{@link FreezeMode#DUMP}: freeze, scan, read everything, thaw when the reader closes (after the
  *       last chunk, or on cancel or error): a consistent snapshot.</li>
@@ -136,10 +142,13 @@ public final class FreezingSource implements MemorySource {
                 return reader(scan, scan, options);
             }
             case PRE_DUMP -> {
+                List<MemoryRegion> running = Smaps.read(pid);
+                warmUp(running, options);
                 FrozenProcess frozen = freezer.freeze();
                 long t0 = System.nanoTime();
                 RunList runs = null;
-                try (PageScan scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats())) {
+                try (PageScan scan = PageScan.open(pid, regionsWhileFrozen(running), options.policy(), scanner,
+                        options.stats())) {
                     runs = RunList.drain(scan);
                 } finally {
                     long scanned = System.nanoTime() - t0;
@@ -149,11 +158,13 @@ public final class FreezingSource implements MemorySource {
                 return reader(runs.iterator(), null, options);
             }
             case DUMP -> {
+                List<MemoryRegion> running = Smaps.read(pid);
+                warmUp(running, options);
                 FrozenProcess frozen = freezer.freeze();
                 long t0 = System.nanoTime();
                 PageScan scan = null;
                 try {
-                    scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats());
+                    scan = PageScan.open(pid, regionsWhileFrozen(running), options.policy(), scanner, options.stats());
                     ChunkReader reader = reader(scan, scan, options);
                     return new ThawingReader(reader, frozen, t0);
                 } catch (RuntimeException | Error e) {
@@ -167,6 +178,53 @@ public final class FreezingSource implements MemorySource {
             }
             default -> throw new IllegalStateException(mode.name());
         }
+    }
+
+    /**
+     * Runs the scan once while the target runs (counted nowhere) and prepares the freezer: in a fresh JVM
+     * the first scan pays for class loading and interpretation, which must not happen while frozen.
+     */
+    private void warmUp(List<MemoryRegion> running, ReadOptions options) {
+        freezer.prepare();
+        regionsWhileFrozen(running);
+        try (PageScan scan = PageScan.open(pid, running, options.policy(), scanner, new DumpStats())) {
+            RunList.drain(scan);
+        }
+    }
+
+    /**
+     * The regions to scan while frozen. {@code /proc/PID/smaps} costs tens of milliseconds for a large
+     * process (the kernel walks every page table to count Rss and Pss), so it is read <em>before</em> the
+     * freeze; while frozen only {@code /proc/PID/maps} (no page-table walk) is read to confirm that the
+     * layout is still the same: every VMA with the same bounds, permissions, offset, device, inode and
+     * path. The flags the region policies use ({@code io}, {@code pf}, {@code ht}) are fixed when a
+     * mapping is created, so an unchanged layout means unchanged decisions. If anything changed,
+     * smaps is read again, frozen.
+     */
+    private List<MemoryRegion> regionsWhileFrozen(List<MemoryRegion> running) {
+        Path maps = Path.of("/proc", Integer.toString(pid), "maps");
+        String text;
+        try {
+            text = Files.readString(maps, StandardCharsets.ISO_8859_1);
+        } catch (IOException e) {
+            throw new ProcessGoneException(pid, "reason=exited file=" + maps + " cannot be read: " + e.getMessage(), e);
+        }
+        return sameLayout(running, Smaps.parse(text)) ? running : Smaps.read(pid);
+    }
+
+    static boolean sameLayout(List<MemoryRegion> a, List<MemoryRegion> b) {
+        if (a.size() != b.size()) {
+            return false;
+        }
+        for (int i = 0; i < a.size(); i++) {
+            MemoryRegion x = a.get(i);
+            MemoryRegion y = b.get(i);
+            if (x.start() != y.start() || x.end() != y.end() || !x.perms().equals(y.perms()) || x.offset() != y.offset()
+                    || !x.device().equals(y.device()) || x.inode() != y.inode() || !x.path().equals(y.path())) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private ChunkReader reader(Iterator<PlannedRun> runs, PageScan scan,
@@ -218,7 +276,11 @@ public final class FreezingSource implements MemorySource {
         return "FreezingSource[pid=" + pid + " mode=" + mode.cliName() + " freezer=" + freezer.describe() + "]";
     }
 
-    /** DUMP mode: thaws when the stream closes its reader (completion, cancel or error). */
+    /**
+     * DUMP mode: thaws as soon as the reader has nothing left (before the stream completes, so a
+     * subscriber that sees completion sees a running target), or when the stream closes the reader on
+     * cancel or error.
+     */
     private final class ThawingReader implements ChunkReader {
         private final ChunkReader reader;
         private final FrozenProcess frozen;
@@ -232,12 +294,20 @@ public final class FreezingSource implements MemorySource {
 
         @Override
         public PageChunk next(PooledBuffer buffer) throws Exception {
-            return reader.next(buffer);
+            PageChunk chunk = reader.next(buffer);
+            if (chunk == null) {
+                thaw();
+            }
+            return chunk;
         }
 
         @Override
         public boolean exhausted() {
-            return reader.exhausted();
+            boolean done = reader.exhausted();
+            if (done) {
+                thaw();
+            }
+            return done;
         }
 
         @Override
@@ -250,11 +320,15 @@ public final class FreezingSource implements MemorySource {
             try {
                 reader.close();
             } finally {
+                thaw();
+            }
+        }
+
+        private void thaw() {
+            if (frozen.isFrozen()) {
                 long read = System.nanoTime() - scanStart;
-                if (frozen.isFrozen()) {
-                    Duration total = frozen.thaw();
-                    record(frozen, total, Duration.ofNanos(read), 0);
-                }
+                Duration total = frozen.thaw();
+                record(frozen, total, Duration.ofNanos(read), 0);
             }
         }
     }

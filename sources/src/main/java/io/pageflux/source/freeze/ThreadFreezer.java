@@ -97,6 +97,40 @@ public final class ThreadFreezer implements Freezer {
     }
 
     /**
+     * Runs the read-only parts of a freeze (listing threads, reading their status, a signal-0 probe, a
+     * tracer thread) so that a first freeze in a fresh JVM stops the target only for the syscalls.
+     */
+    @Override
+    public void prepare() {
+        ProcTask.stat(pid);
+        ProcTask.tracerPid(pid);
+        for (int tid : ProcTask.threads(pid)) {
+            ProcTask.threadStat(pid, tid);
+        }
+        try {
+            Ptrace.kill(pid, 0);
+            Ptrace.waitpid(-1, Ptrace.WALL | Ptrace.WNOHANG | WNOWAIT_REJECTED);
+        } catch (NativeCallException e) {
+            // ECHILD / ESRCH: only the classes and the native stubs were wanted
+        }
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        Thread t = new Thread(() -> done.complete(null), "pageflux-freezer-prepare");
+        t.setDaemon(true);
+        t.start();
+        done.join();
+        Ptrace.WaitStatus probe = new Ptrace.WaitStatus(pid, 0x857f);
+        probe.stopped();
+        probe.terminated();
+        new Frozen(new Tracer(), 0).toString();
+    }
+
+    /**
+     * {@code WNOWAIT}, which {@code waitpid} (wait4) rejects with EINVAL: the prepare probe exercises the
+     * binding and can never reap a child of this JVM.
+     */
+    private static final int WNOWAIT_REJECTED = 0x01000000;
+
+    /**
      * Stops every thread of the target, on a new dedicated tracer thread; blocks until they are all
      * stopped.
      *
