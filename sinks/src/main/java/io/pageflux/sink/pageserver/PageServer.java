@@ -48,9 +48,10 @@ import reactor.util.Loggers;
  * {@code .incoming-*} / {@code .*.partial-*} names are work in progress (or left over by a crash)
  * and never complete.
  *
- * <p>Memory per session is bounded: page data is streamed from the socket's buffers into the
- * files (at most a few socket reads are queued per session before reading pauses and TCP pushes
- * back on the client), never accumulated.
+ * <p>Memory per session is bounded (about 3 MiB): page data is streamed from the socket's buffers
+ * into the files — at most {@code READ_PREFETCH + 1} reads of up to 1 MiB wait per session before
+ * reading pauses and TCP pushes back on the client — never accumulated. Served on Netty's NIO
+ * transport (see the constructor for why not epoll).
  */
 public final class PageServer implements AutoCloseable {
 

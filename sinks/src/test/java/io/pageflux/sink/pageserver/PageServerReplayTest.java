@@ -10,11 +10,16 @@ import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.PagemapImage;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.concurrent.TimeUnit;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -97,6 +102,37 @@ class PageServerReplayTest {
             ImageDirectory resolvedParent = received.openParent().orElseThrow();
             assertEquals(received.parentPages(), resolvedParent.presentPages(),
                     "pre-dump 2 marks exactly the pages pre-dump 1 has as unchanged");
+        }
+    }
+
+    /** Debian's crit (3.17, reads compat_nr_pages) decodes the received pagemaps as CRIU 4.2's own JSON shows them. */
+    @Test
+    void critDecodesTheReceivedPagemapsLikeCriusJson() throws Exception {
+        Path crit = Stream.of("/usr/bin/crit", "/usr/sbin/crit").map(Path::of).filter(Files::isExecutable)
+                .findFirst().orElse(null);
+        Assumptions.assumeTrue(crit != null, "crit is not installed");
+        try (PageServer server = PageServer.builder().directory(tmp.resolve("in")).port(0).start();
+             EventLog log = new EventLog(server)) {
+            RawClient.exchange(server.boundPort(), Vectors.bytes("page-server-dump", "wire.c2s"));
+            Path dir = assertInstanceOf(SessionEvent.Completed.class, log.awaitEnd()).directory().orElseThrow();
+            for (String name : List.of("pagemap-21384", "pagemap-shmem-32")) {
+                Process p = new ProcessBuilder(crit.toString(), "decode", "-i", dir.resolve(name + ".img").toString())
+                        .redirectErrorStream(true).start();
+                String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+                assertTrue(p.waitFor(30, TimeUnit.SECONDS), "crit timed out");
+                assertEquals(0, p.exitValue(), out);
+                JsonNode entries = io.pageflux.sink.criu.Vectors.JSON.readTree(out).get("entries");
+                Path criuJson = io.pageflux.sink.criu.Vectors.dir("page-server-dump").resolve(name + ".json");
+                assertEquals(io.pageflux.sink.criu.Vectors.jsonPagesId(criuJson), entries.get(0).get("pages_id").asLong());
+                List<String> decoded = new ArrayList<>();
+                for (int i = 1; i < entries.size(); i++) {
+                    JsonNode e = entries.get(i);
+                    decoded.add(new io.pageflux.sink.criu.Vectors.Entry(e.get("vaddr").asLong(), e.get("nr_pages").asLong(),
+                            e.get("flags").asInt()).toString());
+                }
+                assertEquals(io.pageflux.sink.criu.Vectors.jsonEntries(criuJson).stream().map(Object::toString).toList(),
+                        decoded, name);
+            }
         }
     }
 
