@@ -177,7 +177,11 @@ public final class Migration {
             Iteration it = new Iteration(n, false, out == null ? destination : "dir:" + out, r, stop);
             done.add(it);
             listener.accept(it);
-            parent = out == null ? ParentDump.inMemory(pid, r.digests()) : ParentDump.open(out, pid);
+            try {
+                parent = out == null ? ParentDump.inMemory(pid, r.digests()) : ParentDump.open(out, pid);
+            } catch (RuntimeException e) {
+                throw failure(n + 1, done, e);
+            }
             previousSent = r.pagesSent();
             if (stop != null) {
                 n++;
@@ -203,17 +207,21 @@ public final class Migration {
         try {
             return d.run().block();
         } catch (RuntimeException e) {
-            Throwable cause = reactor.core.Exceptions.unwrap(e);
-            String completed = done.isEmpty() ? "no iteration was completed"
-                    : "iterations 1.." + done.size() + " are complete (" + done.get(done.size() - 1).destination() + ")";
-            if (cause instanceof ProcessGoneException gone) {
-                throw new MigrationException(pid, "pid=" + pid + " exited " + (done.isEmpty() ? "before the first"
-                        : "after iteration " + done.size() + ", during") + " iteration " + n + ": " + gone.getMessage()
-                        + "; " + completed + " but there is no final dump", cause);
-            }
-            throw new MigrationException(pid, "iteration " + n + " of the migration of pid=" + pid + " failed: "
-                    + cause.getMessage() + "; " + completed, cause);
+            throw failure(n, done, e);
         }
+    }
+
+    private MigrationException failure(int n, List<Iteration> done, RuntimeException e) {
+        Throwable cause = reactor.core.Exceptions.unwrap(e);
+        String completed = done.isEmpty() ? "no iteration was completed"
+                : "iterations 1.." + done.size() + " are complete (" + done.get(done.size() - 1).destination() + ")";
+        if (cause instanceof ProcessGoneException gone) {
+            return new MigrationException(pid, "pid=" + pid + " exited " + (done.isEmpty() ? "before the first"
+                    : "after iteration " + done.size() + ", during") + " iteration " + n + ": " + gone.getMessage()
+                    + "; " + completed + " but there is no final dump", cause);
+        }
+        return new MigrationException(pid, "iteration " + n + " of the migration of pid=" + pid + " failed: "
+                + cause.getMessage() + "; " + completed, cause);
     }
 
     public int pid() {

@@ -1,0 +1,113 @@
+package io.pageflux.pipeline.incremental;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pageflux.sink.criu.ImageDirectory;
+import io.pageflux.sink.pageserver.PageServer;
+import io.pageflux.sink.pageserver.PageServerSinks;
+import io.pageflux.source.ProcessGoneException;
+import io.pageflux.source.freeze.ForeignProcess;
+import io.pageflux.source.freeze.FreezeMode;
+import io.pageflux.source.freeze.Freezer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class MigrationTest {
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void preDumpsUntilTheChangesAreSmallThenAFrozenFinalDumpThatVerifies() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(16, true)) {
+            int pid = target.pid();
+            List<String> lines = new ArrayList<>();
+            List<Migration.Iteration> its = Migration.of(pid).toDirectory(tmp, false).verify(true)
+                    .onIteration(it -> lines.add(it.line())).run();
+            assertEquals(its.size(), lines.size());
+            assertTrue(its.size() >= 2, lines.toString());
+            Migration.Iteration first = its.get(0);
+            Migration.Iteration last = its.get(its.size() - 1);
+            assertTrue(first.report().pagesSent() >= target.bulkPages(), "the first pre-dump sends everything");
+            assertEquals(0, first.report().pagesUnchanged());
+            // the writer rewrites every 64th page of X: later iterations send far less
+            Migration.Iteration lastPre = its.get(its.size() - 2);
+            assertTrue(lastPre.report().pagesSent() < first.report().pagesSent() / 4, lines.toString());
+            assertNotNull(lastPre.stopReason());
+            for (Migration.Iteration it : its.subList(0, its.size() - 1)) {
+                assertFalse(it.finalDump());
+                assertEquals(FreezeMode.PRE_DUMP, it.report().freezes().get(0).mode());
+                assertTrue(it.line().startsWith("pre-dump " + it.number() + ": pages sent " + it.report().pagesSent()
+                        + ", unchanged " + it.report().pagesUnchanged() + ", frozen "), it.line());
+            }
+            assertTrue(last.finalDump());
+            assertEquals(FreezeMode.DUMP, last.report().freezes().get(0).mode());
+            assertTrue(last.report().verify().orElseThrow().ok(), last.report().verify().get().text());
+            assertEquals(its.size(), last.report().verify().get().chainDepth());
+            assertTrue(last.report().pagesUnchanged() > 0);
+            // the directory layout: pre-1 <- pre-2 <- ... <- dump
+            assertEquals("dir:" + tmp.resolve("dump"), last.destination());
+            assertEquals(Path.of("../pre-" + lastPre.number()), ImageDirectory.open(tmp.resolve("dump")).parentLink()
+                    .orElseThrow());
+            assertTrue(ImageDirectory.open(tmp.resolve("pre-1")).parentLink().isEmpty());
+            // and the target runs on
+            assertFalse(Files.readString(Path.of("/proc/" + pid + "/stat")).split(" ")[2].equals("t"));
+            assertTrue(target.isAlive());
+        }
+    }
+
+    @Test
+    void aTargetThatExitsBetweenIterationsStopsTheMigrationWithWhatIsComplete() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(2, true)) {
+            int pid = target.pid();
+            MigrationException e = assertThrows(MigrationException.class, () -> Migration.of(pid)
+                    .toDirectory(tmp, false).thresholdPages(0)
+                    .onIteration(it -> target.kill()).run());
+            assertInstanceOf(ProcessGoneException.class, e.getCause());
+            assertTrue(e.getMessage().startsWith("pid=" + pid + " exited after iteration 1, during iteration 2: "),
+                    e.getMessage());
+            assertTrue(e.getMessage().endsWith("; iterations 1..1 are complete (dir:" + tmp.resolve("pre-1")
+                    + ") but there is no final dump"), e.getMessage());
+            assertTrue(Files.isDirectory(tmp.resolve("pre-1")));
+            try (Stream<Path> s = Files.list(tmp)) {
+                assertEquals(List.of(tmp.resolve("pre-1")), s.toList(), "nothing half-written");
+            }
+        }
+    }
+
+    @Test
+    void aPreDumpOverThePageServerSendsHolesThatTheServerResolvesAgainstItsParent() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(4, false)) {
+            int pid = target.pid();
+            Path d1 = tmp.resolve("d1");
+            IncrementalDump.of(pid).to(io.pageflux.sink.PageSinks.criuImages(d1)).digestsDir(d1).run().block();
+            long rewritten = target.rewrite();
+            Path received = Files.createDirectory(tmp.resolve("received"));
+            try (PageServer server = PageServer.builder().directory(received).port(0).parentImages(d1).start()) {
+                IncrementalReport r = IncrementalDump.of(pid).parent(ParentDump.open(d1, pid))
+                        .to(PageServerSinks.connect("127.0.0.1", server.boundPort()).askParent(true)).run().block();
+                assertTrue(r.pagesUnchanged() >= 3 * rewritten, r.line());
+                Path session;
+                try (Stream<Path> s = Files.list(received)) {
+                    session = s.filter(p -> !p.getFileName().toString().startsWith(".")).findFirst().orElseThrow();
+                }
+                ImageDirectory images = ImageDirectory.open(session);
+                assertEquals(r.pagesSent(), images.presentPages());
+                assertEquals(r.pagesUnchanged(), images.parentPages());
+                VerifyReport v = Verifier.verify(session, pid, Freezer.ptrace(pid));
+                assertTrue(v.ok(), v.text());
+                assertEquals(r.pagesUnchanged(), v.pagesFromParents());
+            }
+        }
+    }
+}
