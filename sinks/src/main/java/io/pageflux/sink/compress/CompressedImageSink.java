@@ -46,6 +46,10 @@ public final class CompressedImageSink implements PageSink {
         this.dir = Objects.requireNonNull(dir, "dir");
         this.compression = Objects.requireNonNull(compression, "compression");
         this.options = Objects.requireNonNull(options, "options");
+        if (compression.codec().algorithm() == Codec.Algorithm.NONE) {
+            throw new IllegalArgumentException("a compressed image directory needs a codec (zstd, lz4, gzip), not "
+                    + "codec=none: write a plain directory with PageSinks.criuImages(dir) instead");
+        }
     }
 
     /**
@@ -59,6 +63,7 @@ public final class CompressedImageSink implements PageSink {
         return Mono.using(
                         () -> new Output(context),
                         out -> ParallelCompressor.compress(chunks, compression)
+                                .doOnNext(out.inFlight::track)
                                 .publishOn(options.scheduler(), 1)
                                 .doOnNext(out::write)
                                 .then(Mono.fromCallable(out::commit)),
@@ -90,6 +95,7 @@ public final class CompressedImageSink implements PageSink {
     /** One directory being written: the directory writer (temp dir, inventory, commit) and our files. */
     private final class Output {
         private final ImageDirectoryWriter writer;
+        private final InFlight inFlight = new InFlight();
         private final Map<PagemapId, Pagemap> pagemaps = new LinkedHashMap<>();
         private long nextPagesId;
 
@@ -118,6 +124,9 @@ public final class CompressedImageSink implements PageSink {
 
         /** Writes one compressed chunk's entries and frames, then releases it. */
         synchronized void write(CompressedChunk chunk) {
+            if (!inFlight.take(chunk)) {
+                return; // released by abort while it waited for this thread
+            }
             try {
                 if (writer.isAborted()) {
                     return; // cancelled while the chunk was on its way
@@ -149,6 +158,7 @@ public final class CompressedImageSink implements PageSink {
         }
 
         synchronized void abort() {
+            inFlight.close();
             for (Pagemap pm : pagemaps.values()) {
                 pm.closeQuietly();
             }

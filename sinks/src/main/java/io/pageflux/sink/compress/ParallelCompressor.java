@@ -11,8 +11,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
 
 /**
  * Compresses a stream of page chunks on several cores at once and hands the results on in the
@@ -55,10 +58,15 @@ public final class ParallelCompressor {
                         return Flux.<CompressedChunk>error(e);
                     }
                     FramesPool frames = new FramesPool(options.codec());
+                    Live live = new Live();
                     return chunks
-                            .flatMapSequential(chunk -> compressOne(chunk, pool, options, frames),
+                            .flatMapSequential(chunk -> compressOne(chunk, pool, options, frames, live),
                                     options.concurrency(pool), 1)
-                            .doFinally(signal -> frames.close());
+                            .doOnNext(live::handOver)
+                            .doFinally(signal -> {
+                                live.close();
+                                frames.close();
+                            });
                 })
                 .doOnDiscard(PooledBuffer.class, PooledBuffer::release)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
@@ -66,58 +74,120 @@ public final class ParallelCompressor {
     }
 
     private static Mono<CompressedChunk> compressOne(PageChunk chunk, BufferPool pool, CompressionOptions options,
-                                                     FramesPool frames) {
-        Task task = new Task(chunk, options, frames);
-        return PoolLease.acquire(pool)
-                .publishOn(options.scheduler())
-                .<CompressedChunk>handle((out, sink) -> {
-                    CompressedChunk result = task.run(out);
-                    if (result != null) {
-                        sink.next(result);
-                    }
-                })
-                .doFinally(signal -> task.cancel());
+                                                     FramesPool frames, Live live) {
+        return Mono.create(sink -> new Task(chunk, pool, options, frames, live, sink).start());
     }
 
-    /** One chunk's compression; makes sure the input chunk is released exactly once, whatever happens. */
+    /**
+     * One chunk's compression: waits (without a thread) for an output buffer from the pool, then
+     * compresses on the options' scheduler. Written by hand rather than with {@code publishOn}
+     * because a cancelled {@code Mono.publishOn} forgets a value it holds without discarding it;
+     * here a state machine decides who releases the input chunk and the output buffer — exactly
+     * once, whether the task completes, fails, or is cancelled at any point.
+     */
     private static final class Task {
-        private static final int IDLE = 0;
-        private static final int RUNNING = 1;
-        private static final int DONE = 2;
+        private static final int WAITING = 0;   // no output buffer yet
+        private static final int LEASED = 1;    // output buffer in hand, compression scheduled
+        private static final int RUNNING = 2;   // compressing: run() releases everything
+        private static final int DONE = 3;
+        private static final int CANCELLED = 4; // cancel() released what existed
 
         private final PageChunk chunk;
+        private final BufferPool pool;
         private final CompressionOptions options;
         private final FramesPool frames;
-        private final AtomicInteger state = new AtomicInteger(IDLE);
+        private final Live live;
+        private final MonoSink<CompressedChunk> sink;
+        private final AtomicInteger state = new AtomicInteger(WAITING);
+        private final AtomicReference<PooledBuffer> out = new AtomicReference<>();
+        private volatile Disposable listener;
 
-        Task(PageChunk chunk, CompressionOptions options, FramesPool frames) {
+        Task(PageChunk chunk, BufferPool pool, CompressionOptions options, FramesPool frames, Live live,
+             MonoSink<CompressedChunk> sink) {
             this.chunk = chunk;
+            this.pool = pool;
             this.options = options;
             this.frames = frames;
+            this.live = live;
+            this.sink = sink;
         }
 
-        /** Compresses into {@code out}, or returns {@code null} (releasing {@code out}) if cancelled first. */
-        CompressedChunk run(PooledBuffer out) {
-            if (!state.compareAndSet(IDLE, RUNNING)) {
-                out.release();
-                return null;
+        void start() {
+            sink.onCancel(this::cancel);
+            if (attempt()) {
+                return;
             }
+            // register before retrying, so that a buffer returned in between is not missed
+            listener = pool.onRelease(this::attempt);
+            if (state.get() != WAITING) {
+                listener.dispose();
+            } else {
+                attempt();
+            }
+        }
+
+        /** Tries to take an output buffer; true once the task no longer waits for one. */
+        private boolean attempt() {
+            if (state.get() != WAITING) {
+                return true;
+            }
+            PooledBuffer b = pool.tryAcquire();
+            if (b == null) {
+                return false;
+            }
+            if (!out.compareAndSet(null, b)) {
+                b.release(); // another attempt (a concurrent release callback) was first
+                return true;
+            }
+            if (!state.compareAndSet(WAITING, LEASED)) {
+                b.release(); // cancelled meanwhile; cancel() released the input
+                return true;
+            }
+            Disposable l = listener;
+            if (l != null) {
+                l.dispose();
+            }
+            options.scheduler().schedule(this::run);
+            return true;
+        }
+
+        private void run() {
+            if (!state.compareAndSet(LEASED, RUNNING)) {
+                return; // cancelled: cancel() released both
+            }
+            PooledBuffer buffer = out.get();
             Frames f = frames.borrow();
+            CompressedChunk result;
             try {
-                return compressChunk(chunk, out, f, options.frameBytes());
+                result = compressChunk(chunk, buffer, f, options.frameBytes());
             } catch (RuntimeException | Error e) {
-                out.release();
-                throw e;
+                buffer.release();
+                sink.error(e);
+                return;
             } finally {
                 frames.giveBack(f);
                 chunk.release();
                 state.set(DONE);
             }
+            if (live.add(result)) {
+                // if the subscriber cancelled just now, Reactor discards the value and the
+                // registry releases it when the stream ends; release is idempotent
+                sink.success(result);
+            } else {
+                result.release(); // the stream ended while this chunk was being compressed
+            }
         }
 
-        /** Releases the chunk if compression never started. */
-        void cancel() {
-            if (state.compareAndSet(IDLE, DONE)) {
+        private void cancel() {
+            int s = state.getAndUpdate(x -> x == WAITING || x == LEASED ? CANCELLED : x);
+            if (s == WAITING) {
+                Disposable l = listener;
+                if (l != null) {
+                    l.dispose();
+                }
+                chunk.release();
+            } else if (s == LEASED) {
+                out.get().release();
                 chunk.release();
             }
         }
@@ -197,6 +267,43 @@ public final class ParallelCompressor {
 
         CompressedChunk.Segment build() {
             return new CompressedChunk.Segment(pagemap, runs, frames);
+        }
+    }
+
+    /**
+     * The compressed chunks that exist but were not yet handed to the subscriber. Reactor drops
+     * values that race with a cancel (a result arriving in an inner queue just as it is
+     * cancelled) without always discarding them; this registry makes sure such chunks go back to
+     * the pool: when the stream ends, whatever was not handed over is released, and anything
+     * finished afterwards is released at once.
+     */
+    static final class Live {
+        private final java.util.Set<CompressedChunk> chunks = java.util.Collections.newSetFromMap(
+                new java.util.IdentityHashMap<>());
+        private boolean closed;
+
+        /** @return false (caller releases) if the stream has already ended */
+        synchronized boolean add(CompressedChunk c) {
+            if (closed) {
+                return false;
+            }
+            chunks.add(c);
+            return true;
+        }
+
+        /** The subscriber owns {@code c} from now on. */
+        synchronized void handOver(CompressedChunk c) {
+            chunks.remove(c);
+        }
+
+        void close() {
+            List<CompressedChunk> left;
+            synchronized (this) {
+                closed = true;
+                left = new ArrayList<>(chunks);
+                chunks.clear();
+            }
+            left.forEach(CompressedChunk::release);
         }
     }
 

@@ -9,6 +9,7 @@ import io.pageflux.sink.compress.Checksums;
 import io.pageflux.sink.compress.CompressedChunk;
 import io.pageflux.sink.compress.CompressionOptions;
 import io.pageflux.sink.compress.CriuLayout;
+import io.pageflux.sink.compress.InFlight;
 import io.pageflux.sink.compress.ParallelCompressor;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
@@ -79,13 +80,14 @@ public final class StreamSink implements PageSink {
      */
     @Override
     public Mono<SinkResult> write(DumpContext context, Flux<PageChunk> chunks) {
-        return Mono.defer(() -> {
-                    Writer w = new Writer(context);
-                    return ParallelCompressor.compress(chunks, compression)
-                            .publishOn(scheduler, 1)
-                            .doOnNext(w::write)
-                            .then(Mono.fromCallable(w::finish));
-                })
+        return Mono.using(
+                        () -> new Writer(context),
+                        w -> ParallelCompressor.compress(chunks, compression)
+                                .doOnNext(w.inFlight::track)
+                                .publishOn(scheduler, 1)
+                                .doOnNext(w::write)
+                                .then(Mono.fromCallable(w::finish)),
+                        w -> w.inFlight.close())
                 .doOnDiscard(CompressedChunk.class, CompressedChunk::release)
                 .doOnDiscard(PooledBuffer.class, PooledBuffer::release)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
@@ -106,6 +108,7 @@ public final class StreamSink implements PageSink {
     private final class Writer {
         private final ByteBuffer staging = ByteBuffer.allocate(STAGING_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         private final CRC32C crc = new CRC32C();
+        private final InFlight inFlight = new InFlight();
         private long offset;
         private PagemapId current;
         private long pagemapRecords;
@@ -144,6 +147,9 @@ public final class StreamSink implements PageSink {
         }
 
         void write(CompressedChunk chunk) {
+            if (!inFlight.take(chunk)) {
+                return; // released at cancel while it waited for this thread
+            }
             try {
                 for (CompressedChunk.Segment s : chunk.segments()) {
                     if (!s.pagemap().equals(current)) {
