@@ -9,6 +9,7 @@ import io.pageflux.sink.PageSinks;
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.PagemapImage;
 import io.pageflux.sink.criu.proto.InventoryProtos.InventoryEntry;
+import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.ForeignProcess;
@@ -81,6 +82,7 @@ class IncrementalDumpTest {
             }
             assertEquals(rewritten, present);
             assertEquals(target.bulkPages() - rewritten, holes);
+            critAgrees(d2.resolve("pagemap-" + pid + ".img"), i2.pagemap(PagemapId.task(pid)).orElseThrow());
 
             VerifyReport v2 = Verifier.verify(d2, pid, Freezer.ptrace(pid));
             assertTrue(v2.ok(), v2.text());
@@ -198,6 +200,30 @@ class IncrementalDumpTest {
         assertEquals(pid, e.pid());
         assertThrows(ProcessGoneException.class, () -> preDump(pid, tmp.resolve("d2"), null));
         assertFalse(Files.exists(tmp.resolve("d2")), "nothing that looks complete");
+    }
+
+    /** Debian's crit (CRIU 3.17), an independent decoder, sees the same holes and present pages. */
+    private static void critAgrees(Path pagemap, PagemapImage expected) throws Exception {
+        Path crit = Stream.of("/usr/sbin/crit", "/usr/bin/crit").map(Path::of).filter(Files::isExecutable).findFirst()
+                .orElse(null);
+        org.junit.jupiter.api.Assumptions.assumeTrue(crit != null, "crit is not installed (apt-get install criu)");
+        Process p = new ProcessBuilder(crit.toString(), "decode", "-i", pagemap.toString())
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        com.fasterxml.jackson.databind.JsonNode json = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(p.getInputStream());
+        assertEquals(0, p.waitFor());
+        long holes = 0;
+        long present = 0;
+        com.fasterxml.jackson.databind.JsonNode entries = json.get("entries");
+        for (int i = 1; i < entries.size(); i++) {
+            int flags = entries.get(i).get("flags").asInt();
+            long n = entries.get(i).get("nr_pages").asLong();
+            holes += flags == PageFlags.PE_PARENT ? n : 0;
+            present += PageFlags.has(flags, PageFlags.PE_PRESENT) ? n : 0;
+        }
+        assertEquals(expected.parentPages(), holes);
+        assertEquals(expected.presentPages(), present);
+        assertEquals(expected.entries().size(), entries.size() - 1);
     }
 
     private static Path copy(Path from, Path to) throws Exception {
