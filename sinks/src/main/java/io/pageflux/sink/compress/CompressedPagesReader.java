@@ -259,13 +259,8 @@ public final class CompressedPagesReader implements AutoCloseable {
         FrameHeader h;
         try {
             h = FrameHeader.read(stored, maxFrameRaw);
-        } catch (IllegalArgumentException ex) {
-            // FrameHeader says "field=<name>: <problem>"
-            String m = ex.getMessage();
-            int colon = m.indexOf(": ");
-            boolean named = m.startsWith("field=") && colon > 0;
-            throw frameFault(e, named ? m.substring("field=".length(), colon) : "header",
-                    named ? m.substring(colon + 2) : m);
+        } catch (Frames.FrameCheckException ex) {
+            throw frameFault(e, ex.field(), ex.problem());
         }
         if (h.rawLength() != e.rawLength() || h.storedLength() != e.storedLength()) {
             throw frameFault(e, "header", "lengths raw=" + h.rawLength() + " stored=" + h.storedLength()
@@ -274,15 +269,14 @@ public final class CompressedPagesReader implements AutoCloseable {
         try {
             decoder.decode(h, stored.duplicate().position(FRAME_HEADER_BYTES), raw.clear());
         } catch (Frames.FrameCheckException ex) {
-            throw frameFault(e, ex.field(), ex.getMessage());
+            throw frameFault(e, ex.field(), ex.problem());
         }
         framesDecoded++;
         cachedFrame = i;
         return raw.duplicate().position(0).limit(e.rawLength());
     }
 
-    private ImageFormatException frameFault(FrameEntry e, String field, String problem) {
-        String p = problem.startsWith("field=") ? problem.substring(problem.indexOf(": ") + 2) : problem;
+    private ImageFormatException frameFault(FrameEntry e, String field, String p) {
         return new ImageFormatException(file, e.fileOffset(), "frame[" + e.index() + "]." + field, "frame=" + e.index()
                 + " raw_offset=" + e.rawOffset() + " raw_length=" + e.rawLength() + ": " + p, DAMAGED);
     }

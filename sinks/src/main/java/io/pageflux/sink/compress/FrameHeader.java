@@ -51,40 +51,40 @@ public record FrameHeader(Codec.Algorithm codec, int rawLength, int storedLength
      * Decodes the 32 bytes at {@code src}'s position (position unchanged).
      *
      * @param maxRawLength the largest raw length the container allows
-     * @throws IllegalArgumentException naming the field at fault, e.g. {@code field=magic}; the
-     *                                  caller adds file, frame and offset
+     * @throws Frames.FrameCheckException naming the field at fault, e.g. {@code magic}; the
+     *                                    caller adds file, frame and offset
      */
     public static FrameHeader read(ByteBuffer src, int maxRawLength) {
         ByteBuffer b = src.slice().order(ByteOrder.LITTLE_ENDIAN);
         if (b.remaining() < FRAME_HEADER_BYTES) {
-            throw new IllegalArgumentException("field=header: only " + b.remaining() + " of " + FRAME_HEADER_BYTES
+            throw new Frames.FrameCheckException("header", "only " + b.remaining() + " of " + FRAME_HEADER_BYTES
                     + " bytes (truncated)");
         }
         int magic = b.getInt(FR_MAGIC);
         if (magic != FRAME_MAGIC) {
-            throw new IllegalArgumentException("field=magic: found " + Checksums.hex(magic) + " expected "
+            throw new Frames.FrameCheckException("magic", "found " + Checksums.hex(magic) + " expected "
                     + Checksums.hex(FRAME_MAGIC) + " ('PFXF')");
         }
         int crc = Checksums.crc32c(b, 0, FR_HEADER_CRC);
         if (crc != b.getInt(FR_HEADER_CRC)) {
-            throw new IllegalArgumentException("field=header_crc: header checksum mismatch (stored "
+            throw new Frames.FrameCheckException("header_crc", "header checksum mismatch (stored "
                     + Checksums.hex(b.getInt(FR_HEADER_CRC)) + ", computed " + Checksums.hex(crc) + ")");
         }
         Codec.Algorithm codec;
         try {
             codec = Codec.Algorithm.ofId(b.get(FR_CODEC) & 0xff);
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("field=codec: " + e.getMessage());
+            throw new Frames.FrameCheckException("codec", "" + e.getMessage());
         }
         int raw = b.getInt(FR_RAW_LENGTH);
         int stored = b.getInt(FR_STORED_LENGTH);
         if (raw <= 0 || raw > maxRawLength) {
-            throw new IllegalArgumentException("field=raw_length: " + Integer.toUnsignedString(raw)
+            throw new Frames.FrameCheckException("raw_length", "" + Integer.toUnsignedString(raw)
                     + " is outside 1.." + maxRawLength);
         }
         // a compressed payload is only kept when smaller than the raw bytes
         if (stored <= 0 || stored > raw || (codec == Codec.Algorithm.NONE && stored != raw)) {
-            throw new IllegalArgumentException("field=stored_length: " + Integer.toUnsignedString(stored)
+            throw new Frames.FrameCheckException("stored_length", "" + Integer.toUnsignedString(stored)
                     + " does not fit raw_length=" + raw + " codec=" + codec.label());
         }
         return new FrameHeader(codec, raw, stored, b.getLong(FR_RAW_XXHASH64), b.getInt(FR_PAYLOAD_CRC));

@@ -104,14 +104,22 @@ public final class Frames implements AutoCloseable {
     /** A frame failed a check; the caller adds where (file, frame number, offset). */
     public static final class FrameCheckException extends RuntimeException {
         private final String field;
+        private final String problem;
 
         FrameCheckException(String field, String problem) {
             super("field=" + field + ": " + problem);
             this.field = field;
+            this.problem = problem;
         }
 
+        /** The header or payload field that failed, e.g. {@code payload_crc}. */
         public String field() {
             return field;
+        }
+
+        /** What is wrong, without the field. */
+        public String problem() {
+            return problem;
         }
     }
 }

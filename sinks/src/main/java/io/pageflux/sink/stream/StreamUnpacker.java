@@ -256,8 +256,8 @@ public final class StreamUnpacker {
             FrameHeader h;
             try {
                 h = FrameHeader.read(hb, maxFrameRaw);
-            } catch (IllegalArgumentException e) {
-                throw fault(headerAt, name + ".header", e.getMessage().replaceFirst("^field=", "field=" + name + "."));
+            } catch (Frames.FrameCheckException e) {
+                throw fault(headerAt, name + "." + e.field(), "frame=" + frameRecords + ": " + e.problem());
             }
             if (length != CompressedPagesFormat.FRAME_HEADER_BYTES + h.storedLength()) {
                 throw fault(at, name, "record length=" + length + " does not match the frame's stored_length="
@@ -283,7 +283,7 @@ public final class StreamUnpacker {
                 frames.decode(h, payload, raw.clear());
             } catch (Frames.FrameCheckException e) {
                 throw fault(payloadAt, name + "." + e.field(), "frame=" + frameRecords + " (record at offset " + at
-                        + ", payload at offset " + payloadAt + "): " + e.getMessage().replaceFirst("^field=[^:]*: ", ""));
+                        + ", payload at offset " + payloadAt + "): " + e.problem());
             }
             raw.limit(h.rawLength());
             frameRecords++;
