@@ -209,7 +209,7 @@ public final class CompressedPagesReader implements AutoCloseable {
             FrameEntry e = frames[i];
             ByteBuffer frameRaw = decode(i);
             int from = (int) (at - e.rawOffset());
-            int n = (int) Math.min(dst.remaining(), e.rawLength() - from);
+            int n = Math.min(dst.remaining(), e.rawLength() - from);
             dst.put(frameRaw.duplicate().position(from).limit(from + n));
             at += n;
             i++;
