@@ -24,6 +24,11 @@ public final class Ptrace {
     /** {@code PTRACE_INTERRUPT}: stop a seized tracee; it reports a {@code PTRACE_EVENT_STOP}. */
     public static final long PTRACE_INTERRUPT = 0x4207;
 
+    /** {@code PTRACE_GET_RSEQ_CONFIGURATION} (Linux 5.13+): where a stopped tracee registered its {@code struct rseq}. */
+    public static final long PTRACE_GET_RSEQ_CONFIGURATION = 0x420f;
+    /** {@code sizeof(struct ptrace_rseq_configuration)}: u64 pointer, u32 size, u32 signature, u32 flags, u32 pad. */
+    static final int RSEQ_CONFIGURATION_SIZE = 24;
+
     /** {@code PTRACE_EVENT_STOP}: the event number of a stop caused by {@code PTRACE_INTERRUPT} or a group stop. */
     public static final int PTRACE_EVENT_STOP = 128;
 
@@ -73,6 +78,33 @@ public final class Ptrace {
             int errno = Native.lastErrno();
             throw new NativeCallException("ptrace(PTRACE_DETACH)", errno, "tid=" + tid + " signal=" + signal);
         }
+    }
+
+    /**
+     * {@code PTRACE_GET_RSEQ_CONFIGURATION} of a thread in a ptrace stop: the {@code struct rseq} the kernel
+     * rewrites (current CPU, node, concurrency id) every time the thread is scheduled on another CPU.
+     *
+     * @return the area, or {@code null} when the thread registered none (address 0)
+     * @throws NativeCallException EIO/EINVAL (kernel before 5.13), ESRCH (not stopped or not our tracee)
+     */
+    public static RseqArea rseqConfiguration(int tid) {
+        Pointer config = Native.allocate(RSEQ_CONFIGURATION_SIZE);
+        if (Native.LIBC.ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, RSEQ_CONFIGURATION_SIZE, config.address()) == -1) {
+            int errno = Native.lastErrno();
+            throw new NativeCallException("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", errno, "tid=" + tid);
+        }
+        long address = config.getLong(0);
+        return address == 0 ? null : new RseqArea(tid, address, config.getInt(8));
+    }
+
+    /**
+     * A thread's registered {@code struct rseq}: memory of the process that the kernel itself writes.
+     *
+     * @param tid     the thread
+     * @param address where the struct is in the process
+     * @param size    its registered size in bytes (20 or 32)
+     */
+    public record RseqArea(int tid, long address, int size) {
     }
 
     /**

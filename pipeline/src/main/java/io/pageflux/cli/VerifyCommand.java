@@ -83,6 +83,7 @@ final class VerifyCommand implements Callable<Integer> {
         n.put("bytesDiffer", r.bytesDiffer());
         n.put("notInMemory", r.notInMemory());
         n.put("notInImage", r.notInImage());
+        n.put("pagesKernelWrittenOnly", r.pagesKernelWrittenOnly());
         n.put("frozenMillis", r.frozen().toNanos() / 1e6);
         ArrayNode examples = n.putArray("examples");
         r.examples().forEach(examples::add);

@@ -81,7 +81,8 @@ class IncrementalCommandsTest {
             assertEquals(1, stale.exit(), stale.toString());
             JsonNode v = Reports.JSON.readTree(stale.out());
             assertFalse(v.get("ok").asBoolean());
-            assertEquals(changes.get("pagesSent").asLong(), v.get("bytesDiffer").asLong());
+            long onlyRseq = changes.get("pagesSent").asLong() - v.get("bytesDiffer").asLong();
+            assertTrue(onlyRseq == 0 || onlyRseq == 1, "at most the page of the rseq area: " + stale.out());
         }
     }
 

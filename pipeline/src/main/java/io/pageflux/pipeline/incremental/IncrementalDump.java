@@ -216,7 +216,7 @@ public final class IncrementalDump {
                 }
             }
             if (verifyFrozen) {
-                verify = Optional.of(Verifier.verify(digestsDir, pid, null));
+                verify = Optional.of(Verifier.verifyStill(digestsDir, pid, frozen.kernelWritten()));
             }
         } finally {
             if (frozen != null) {

@@ -21,6 +21,7 @@ import io.pageflux.source.ScannerKind;
 import io.pageflux.source.Smaps;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.freeze.FrozenProcess;
+import io.pageflux.source.freeze.KernelWrittenArea;
 import io.pageflux.source.freeze.RunList;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -34,6 +35,10 @@ import java.util.List;
  * the image. Meaningful on a target that does not change meanwhile: give it a {@link Freezer} (the
  * target is frozen for the check and thawed after, also on failure), or pass {@code null} when the
  * caller already holds the target still.
+ *
+ * <p>Bytes the kernel writes by itself ({@link KernelWrittenArea}: each thread's {@code struct rseq}, updated
+ * whenever the thread changes CPU) are not counted as differences; pages that differed only there are
+ * counted separately ({@link VerifyReport#pagesKernelWrittenOnly()}).
  *
  * <p>Live pages are read like a dump reads them ({@code process_vm_readv}, {@code /proc/PID/mem} for
  * unreadable regions) into one small buffer pool; image pages one at a time through {@link ImageChain}.
@@ -57,6 +62,18 @@ public final class Verifier {
      * @throws ProcessGoneException the target is gone
      */
     public static VerifyReport verify(Path dir, int pid, Freezer freezer) {
+        return verify(dir, pid, freezer, List.of());
+    }
+
+    /**
+     * As {@link #verify(Path, int, Freezer)} on a target the caller keeps still, with the areas the kernel
+     * writes by itself ({@link FrozenProcess#kernelWritten()} of the caller's freeze).
+     */
+    public static VerifyReport verifyStill(Path dir, int pid, List<KernelWrittenArea> kernelWritten) {
+        return verify(dir, pid, null, kernelWritten);
+    }
+
+    private static VerifyReport verify(Path dir, int pid, Freezer freezer, List<KernelWrittenArea> kernelWritten) {
         try (ImageChain chain = ImageChain.open(dir)) {
             PagemapId task = PagemapId.task(pid);
             if (chain.newest().pagemap(task).isEmpty()) {
@@ -73,7 +90,7 @@ public final class Verifier {
                 frozen = freezer.freeze();
             }
             try {
-                VerifyReport report = compare(chain, dir, pid);
+                VerifyReport report = compare(chain, dir, pid, frozen == null ? kernelWritten : frozen.kernelWritten());
                 return frozen == null ? report : report.withFrozen(frozen.thaw());
             } finally {
                 if (frozen != null) {
@@ -83,9 +100,9 @@ public final class Verifier {
         }
     }
 
-    private static VerifyReport compare(ImageChain chain, Path dir, int pid) {
+    private static VerifyReport compare(ImageChain chain, Path dir, int pid, List<KernelWrittenArea> kernelWritten) {
         List<MemoryRegion> regions = Smaps.read(pid);
-        Tally tally = new Tally();
+        Tally tally = new Tally(kernelWritten);
         RunList runs = new RunList();
         for (PagemapImage pm : chain.newest().pagemaps()) {
             for (PagemapImage.Entry e : pm.entries()) {
@@ -121,7 +138,7 @@ public final class Verifier {
         }
         completeness(chain, pid, regions, tally);
         return new VerifyReport(dir, pid, chain.depth(), tally.compared, tally.fromParents, tally.bytesDiffer,
-                tally.notInMemory, tally.notInImage, List.copyOf(tally.kept), Duration.ZERO);
+                tally.notInMemory, tally.notInImage, tally.kernelWrittenOnly, List.copyOf(tally.kept), Duration.ZERO);
     }
 
     /** Maps an entry to live addresses, split at region boundaries (the read path depends on the region). */
@@ -173,7 +190,10 @@ public final class Verifier {
                 int at = offset + (int) (p * PAGE);
                 ByteBuffer expected = image.bytes();
                 int diff = live.slice(at, PAGE).mismatch(expected);
-                if (diff >= 0) {
+                long pageAddress = run.address() + p * PAGE;
+                if (diff >= 0 && tally.onlyKernelWritten(pageAddress, live, at, expected, diff)) {
+                    tally.kernelWrittenOnly++;
+                } else if (diff >= 0) {
                     tally.bytesDiffer++;
                     tally.describe(run.address() + p * PAGE, run.pagemap(), String.format(
                             "bytes differ at offset %d (live 0x%02x, image 0x%02x from %s)", diff,
@@ -202,12 +222,40 @@ public final class Verifier {
     }
 
     private static final class Tally {
+        final List<KernelWrittenArea> kernelWritten;
+        long kernelWrittenOnly;
         long compared;
         long fromParents;
         long bytesDiffer;
         long notInMemory;
         long notInImage;
         final List<String> kept = new ArrayList<>();
+
+        Tally(List<KernelWrittenArea> kernelWritten) {
+            this.kernelWritten = kernelWritten;
+        }
+
+        /** Whether every byte that differs, from {@code first} on, lies in an area the kernel writes itself. */
+        boolean onlyKernelWritten(long pageAddress, ByteBuffer live, int at, ByteBuffer expected, int first) {
+            if (kernelWritten.isEmpty()) {
+                return false;
+            }
+            for (int i = first; i < PAGE; i++) {
+                if (live.get(at + i) != expected.get(i) && !kernelWrittenByte(pageAddress + i)) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private boolean kernelWrittenByte(long address) {
+            for (KernelWrittenArea a : kernelWritten) {
+                if (a.contains(address)) {
+                    return true;
+                }
+            }
+            return false;
+        }
 
         void describe(long address, PagemapId id, String what) {
             if (kept.size() < MISMATCHES_KEPT) {

@@ -15,11 +15,13 @@ import java.util.List;
  * @param bytesDiffer      pages whose bytes differ
  * @param notInMemory      pages of the image that the process no longer maps or cannot be read
  * @param notInImage       pages the process has (CRIU's pre-dump selection) that the image lacks
+ * @param pagesKernelWrittenOnly pages that differed only in bytes the kernel writes itself (rseq): equal
  * @param examples         the first few problems, as {@code key=value} facts
  * @param frozen           how long the target was frozen for the check (zero if the caller froze it)
  */
 public record VerifyReport(Path dir, int pid, int chainDepth, long pagesCompared, long pagesFromParents,
-                           long bytesDiffer, long notInMemory, long notInImage, List<String> examples,
+                           long bytesDiffer, long notInMemory, long notInImage, long pagesKernelWrittenOnly,
+                           List<String> examples,
                            Duration frozen) {
 
     public VerifyReport {
@@ -33,7 +35,7 @@ public record VerifyReport(Path dir, int pid, int chainDepth, long pagesCompared
 
     VerifyReport withFrozen(Duration frozen) {
         return new VerifyReport(dir, pid, chainDepth, pagesCompared, pagesFromParents, bytesDiffer, notInMemory,
-                notInImage, examples, frozen);
+                notInImage, pagesKernelWrittenOnly, examples, frozen);
     }
 
     /** A few lines for people. */
@@ -44,6 +46,10 @@ public record VerifyReport(Path dir, int pid, int chainDepth, long pagesCompared
         sb.append(String.format("  pages compared %d (of which %d from %d parent level%s), differing %d,"
                         + " missing in memory %d, missing in image %d%n", pagesCompared, pagesFromParents,
                 chainDepth - 1, chainDepth == 2 ? "" : "s", bytesDiffer, notInMemory, notInImage));
+        if (pagesKernelWrittenOnly > 0) {
+            sb.append(String.format("  %d page%s differed only in bytes the kernel writes itself (rseq): counted as"
+                    + " equal%n", pagesKernelWrittenOnly, pagesKernelWrittenOnly == 1 ? "" : "s"));
+        }
         if (!frozen.isZero()) {
             sb.append(String.format("  target frozen for %.1f ms%n", frozen.toNanos() / 1e6));
         }

@@ -95,7 +95,10 @@ class IncrementalDumpTest {
             // the few of libc and the stack that answering the signal touched)
             VerifyReport v1 = Verifier.verify(d1, pid, Freezer.ptrace(pid));
             assertFalse(v1.ok());
-            assertEquals(r2.pagesSent(), v1.bytesDiffer(), v1.text());
+            // d2 may also have sent the page of the thread's rseq area, which only the kernel changed (on a CPU
+            // switch): verify does not count such a page as different
+            long onlyRseq = r2.pagesSent() - v1.bytesDiffer();
+            assertTrue(onlyRseq == 0 || onlyRseq == 1, "sent " + r2.pagesSent() + " " + v1.text());
             assertTrue(v1.bytesDiffer() >= rewritten);
             assertEquals(0, v1.notInImage());
             assertTrue(v1.examples().stream().anyMatch(m -> m.startsWith(String.format(

@@ -10,17 +10,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.pageserver.PageServer;
 import io.pageflux.sink.pageserver.PageServerSinks;
+import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.ForeignProcess;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import reactor.core.publisher.Mono;
 
 class MigrationTest {
 
@@ -94,13 +97,15 @@ class MigrationTest {
             long rewritten = target.rewrite();
             Path received = Files.createDirectory(tmp.resolve("received"));
             try (PageServer server = PageServer.builder().directory(received).port(0).parentImages(d1).start()) {
+                // the session directory appears once the client hung up: wait for the server to say so
+                Mono<SessionEvent.Completed> completed = server.events().ofType(SessionEvent.Completed.class).next()
+                        .cache();
+                completed.subscribe();
                 IncrementalReport r = IncrementalDump.of(pid).parent(ParentDump.open(d1, pid))
                         .to(PageServerSinks.connect("127.0.0.1", server.boundPort()).askParent(true)).run().block();
                 assertTrue(r.pagesUnchanged() >= 3 * rewritten, r.line());
-                Path session;
-                try (Stream<Path> s = Files.list(received)) {
-                    session = s.filter(p -> !p.getFileName().toString().startsWith(".")).findFirst().orElseThrow();
-                }
+                Path session = completed.block(Duration.ofSeconds(30)).directory().orElseThrow();
+                assertEquals(received, session.getParent());
                 ImageDirectory images = ImageDirectory.open(session);
                 assertEquals(r.pagesSent(), images.presentPages());
                 assertEquals(r.pagesUnchanged(), images.parentPages());

@@ -16,6 +16,14 @@ public interface FrozenProcess extends AutoCloseable {
     /** The thread ids (or, for a cgroup, process ids) that were stopped, ascending. */
     List<Integer> threads();
 
+    /**
+     * Areas of the target's memory that the kernel writes on its own ({@code struct rseq} of each thread),
+     * found while frozen; empty when the freezer cannot tell (cgroup freezer, kernels before 5.13).
+     */
+    default List<KernelWrittenArea> kernelWritten() {
+        return List.of();
+    }
+
     /** How long stopping took: from the first stop request until the last thread had stopped. */
     Duration freezeLatency();
 

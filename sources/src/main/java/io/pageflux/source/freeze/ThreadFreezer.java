@@ -195,6 +195,7 @@ public final class ThreadFreezer implements Freezer {
         final CompletableFuture<Long> thawed = new CompletableFuture<>();
         /** tid → signal to hand back on detach (0: none). Ordered for stable reports. */
         final Map<Integer, Integer> stopped = new TreeMap<>();
+        final List<KernelWrittenArea> rseq = new ArrayList<>();
         final Set<Integer> gone = new HashSet<>();
         long started;
         int passes;
@@ -204,6 +205,7 @@ public final class ThreadFreezer implements Freezer {
             started = System.nanoTime();
             try {
                 stopAll();
+                findRseqAreas();
             } catch (Throwable t) {
                 detachAll();
                 frozen.completeExceptionally(t);
@@ -243,6 +245,22 @@ public final class ThreadFreezer implements Freezer {
             }
             if (stopped.isEmpty()) {
                 throw new ProcessGoneException(pid, "reason=exited-while-freezing: every thread exited");
+            }
+        }
+
+        /** Each stopped thread's {@code struct rseq}; a kernel without the request (before 5.13) has none to report. */
+        private void findRseqAreas() {
+            for (int tid : stopped.keySet()) {
+                try {
+                    Ptrace.RseqArea area = Ptrace.rseqConfiguration(tid);
+                    if (area != null) {
+                        rseq.add(new KernelWrittenArea(tid, area.address(), area.size(), "rseq"));
+                    }
+                } catch (NativeCallException e) {
+                    if (e.errno() != Errno.ESRCH) {
+                        return; // EIO / EINVAL: this kernel cannot tell
+                    }
+                }
             }
         }
 
@@ -365,12 +383,14 @@ public final class ThreadFreezer implements Freezer {
     private final class Frozen implements FrozenProcess {
         private final Tracer tracer;
         private final List<Integer> threads;
+        private final List<KernelWrittenArea> rseq;
         private final long latencyNanos;
         private final int passes;
 
         Frozen(Tracer tracer, long latencyNanos) {
             this.tracer = tracer;
             this.threads = List.copyOf(tracer.stopped.keySet());
+            this.rseq = List.copyOf(tracer.rseq);
             this.latencyNanos = latencyNanos;
             this.passes = tracer.passes;
         }
@@ -383,6 +403,11 @@ public final class ThreadFreezer implements Freezer {
         @Override
         public List<Integer> threads() {
             return threads;
+        }
+
+        @Override
+        public List<KernelWrittenArea> kernelWritten() {
+            return rseq;
         }
 
         /** How many listings of {@code /proc/PID/task} the freeze needed (more than 2: threads appeared). */

@@ -124,14 +124,32 @@ public final class ForeignProcess implements AutoCloseable {
         return bulkPages;
     }
 
-    /** Sample target: SIGUSR2 rewrites every 4th page of X; returns how many pages changed. */
+    /**
+     * Sample target: SIGUSR2 rewrites every 4th page of X; returns how many pages changed, once the target
+     * is back in its {@code poll} (its answer is printed before stdio has finished with its buffers and
+     * locks: a dump taken right after the answer could still see those pages change).
+     */
     public long rewrite() throws IOException {
         signal(SIGUSR2);
         String line = readLine();
         if (line == null || !line.startsWith("rewrote ")) {
             throw new IOException("pid=" + pid + " answered '" + line + "', expected 'rewrote N'");
         }
+        awaitPoll();
         return Long.parseLong(line.substring("rewrote ".length()).trim());
+    }
+
+    /** Waits (up to 5 s) until the target's main thread sleeps in {@code poll} ({@code /proc/PID/wchan}). */
+    public void awaitPoll() throws IOException {
+        Path wchan = Path.of("/proc", Integer.toString(pid), "wchan");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (!Files.readString(wchan).contains("poll")) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("pid=" + pid + " did not go back to poll within 5 s: wchan="
+                        + Files.readString(wchan));
+            }
+            Thread.onSpinWait();
+        }
     }
 
     public void signal(int signal) {

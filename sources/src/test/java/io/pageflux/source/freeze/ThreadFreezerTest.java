@@ -75,6 +75,32 @@ class ThreadFreezerTest {
     }
 
     @Test
+    void reportsTheRseqAreaOfEveryThreadWhichHoldsItsCpuNumber() throws Exception {
+        try (ForeignProcess target = ForeignProcess.threads(3, false)) {
+            int pid = target.pid();
+            try (FrozenProcess frozen = Freezer.ptrace(pid).freeze();
+                 java.io.RandomAccessFile mem = new java.io.RandomAccessFile("/proc/" + pid + "/mem", "r")) {
+                String possible = java.nio.file.Files.readString(java.nio.file.Path.of("/sys/devices/system/cpu/possible"))
+                        .trim(); // e.g. "0-1"
+                int cpus = Integer.parseInt(possible.substring(possible.lastIndexOf('-') + 1)) + 1;
+                List<KernelWrittenArea> areas = frozen.kernelWritten();
+                org.junit.jupiter.api.Assumptions.assumeFalse(areas.isEmpty(), "no rseq: kernel < 5.13 or glibc < 2.35");
+                assertEquals(frozen.threads(), areas.stream().map(KernelWrittenArea::tid).toList());
+                for (KernelWrittenArea a : areas) {
+                    assertEquals("rseq", a.what());
+                    assertTrue(a.size() >= 20, a.toString());
+                    // struct rseq: u32 cpu_id_start, u32 cpu_id: the CPU the thread last ran on
+                    mem.seek(a.address() + 4);
+                    int cpu = Integer.reverseBytes(mem.readInt());
+                    assertTrue(cpu >= 0 && cpu < cpus, a + " cpu_id=" + cpu + " possible=" + possible);
+                    mem.seek(a.address());
+                    assertEquals(cpu, Integer.reverseBytes(mem.readInt()), "cpu_id_start == cpu_id outside a sequence");
+                }
+            }
+        }
+    }
+
+    @Test
     void aThreadCreatedWhileFreezingIsCaught() throws Exception {
         try (ForeignProcess target = ForeignProcess.threads(1, false)) {
             int pid = target.pid();
