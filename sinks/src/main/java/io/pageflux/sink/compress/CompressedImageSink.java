@@ -9,7 +9,6 @@ import io.pageflux.sink.criu.ImageWriteException;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
-import io.pageflux.source.PooledBuffer;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -69,7 +68,6 @@ public final class CompressedImageSink implements PageSink {
                                 .then(Mono.fromCallable(out::commit)),
                         Output::abort)
                 .doOnDiscard(CompressedChunk.class, CompressedChunk::release)
-                .doOnDiscard(PooledBuffer.class, PooledBuffer::release)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 .subscribeOn(options.scheduler());
     }

@@ -121,6 +121,63 @@ public final class PageImages implements AutoCloseable {
     }
 
     /**
+     * Checks the page data against the pagemaps: a directory without compressed pages files gets
+     * {@link ImageDirectory#verify()} (entries and sizes); for compressed files, each must exist
+     * once, pass its header/footer/index checks, hold exactly the bytes its pagemap lists, and
+     * every frame must decompress and match its checksums (this reads everything).
+     *
+     * @return the number of frames verified (0 for a plain directory)
+     * @throws ImageFormatException for the first fault, naming file, offset, frame and field
+     */
+    public long verify() throws IOException {
+        boolean anyCompressed = false;
+        for (PagemapImage pm : directory.pagemaps()) {
+            anyCompressed |= isCompressed(pm);
+        }
+        if (!anyCompressed) {
+            directory.verify();
+            return 0;
+        }
+        long frames = 0;
+        for (PagemapImage pm : directory.pagemaps()) {
+            Path file = pagesFile(pm).orElseThrow(() -> new ImageFormatException(
+                    directory.path().resolve(pm.pagesFileName()), -1, "pages", "missing: " + pm.file().getFileName()
+                    + " has pages_id=" + pm.pagesId() + " but there is no pages file for it", DAMAGED));
+            Optional<CompressedPagesReader> r = compressedReader(pm);
+            long size = r.isPresent() ? r.get().rawBytes() : Files.size(file);
+            if (size != pm.expectedPagesBytes()) {
+                throw new ImageFormatException(file, -1, "pages", "size mismatch: the file holds " + size
+                        + " bytes of pages but " + pm.file().getFileName() + " lists " + pm.presentPages()
+                        + " present pages = " + pm.expectedPagesBytes() + " bytes", DAMAGED);
+            }
+            if (r.isPresent()) {
+                r.get().transferTo(new DiscardChannel());
+                frames += r.get().frameCount();
+            }
+        }
+        return frames;
+    }
+
+    /** Accepts and drops bytes. */
+    private static final class DiscardChannel implements java.nio.channels.WritableByteChannel {
+        @Override
+        public int write(ByteBuffer src) {
+            int n = src.remaining();
+            src.position(src.limit());
+            return n;
+        }
+
+        @Override
+        public boolean isOpen() {
+            return true;
+        }
+
+        @Override
+        public void close() {
+        }
+    }
+
+    /**
      * The compressed reader of {@code pm}'s pages file, if it is compressed (opened and cached;
      * closed with this object).
      */

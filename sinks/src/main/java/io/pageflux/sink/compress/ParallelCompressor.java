@@ -40,8 +40,10 @@ public final class ParallelCompressor {
      * compression fails or the subscription is cancelled). Each emitted {@link CompressedChunk}
      * holds one buffer leased from {@link CompressionOptions#pool()} and belongs to the
      * subscriber, which must release it; add {@code doOnDiscard(CompressedChunk.class,
-     * CompressedChunk::release)} below any operator that can drop elements. Chunks and buffers
-     * dropped inside this operator on cancel or error are released here.
+     * CompressedChunk::release)} below any operator that can drop elements, and track chunks
+     * across a {@code publishOn} with {@link InFlight} (a cancelled {@code publishOn} may drop its
+     * queue silently). Chunks and buffers held inside this operator on cancel or error are
+     * released here.
      *
      * <p>The output pool is {@link CompressionOptions#pool(reactor.util.context.ContextView)}; without
      * one the returned flux errors without subscribing to {@code chunks}.
@@ -68,7 +70,6 @@ public final class ParallelCompressor {
                                 frames.close();
                             });
                 })
-                .doOnDiscard(PooledBuffer.class, PooledBuffer::release)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 .doOnDiscard(CompressedChunk.class, CompressedChunk::release);
     }

@@ -15,7 +15,6 @@ import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
-import io.pageflux.source.PooledBuffer;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.IOException;
@@ -89,7 +88,6 @@ public final class StreamSink implements PageSink {
                                 .then(Mono.fromCallable(w::finish)),
                         w -> w.inFlight.close())
                 .doOnDiscard(CompressedChunk.class, CompressedChunk::release)
-                .doOnDiscard(PooledBuffer.class, PooledBuffer::release)
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 .subscribeOn(scheduler);
     }

@@ -88,6 +88,9 @@ class CompressedImageSinkTest {
         assertTrue(packedBytes < plainBytes / 2, spec + ": " + packedBytes + " of " + plainBytes);
         assertTrue(c.bytesWritten() < p.bytesWritten(), c + " vs " + p);
 
+        try (PageImages images = PageImages.open(packed)) {
+            assertTrue(images.verify() > 2, "every frame verified");
+        }
         UnpackResult u = CompressedImages.unpack(packed, unpacked, false);
         PageData.assertSameTree(plain, unpacked);
         assertEquals(p.pages(), u.pages());
@@ -187,6 +190,10 @@ class CompressedImageSinkTest {
             frameAt = r.frame(2).fileOffset();
         }
         CompressedPagesFileTest.flip(file, frameAt + CompressedPagesFormat.FRAME_HEADER_BYTES + 5);
+        try (PageImages images = PageImages.open(packed)) {
+            ImageFormatException v = assertThrows(ImageFormatException.class, images::verify);
+            assertEquals("frame[2].payload_crc", v.field());
+        }
         Path out = tmp.resolve("out");
         ImageFormatException e = assertThrows(ImageFormatException.class,
                 () -> CompressedImages.unpack(packed, out, false));
