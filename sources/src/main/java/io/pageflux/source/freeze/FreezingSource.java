@@ -21,6 +21,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Objects;
@@ -142,12 +143,12 @@ public final class FreezingSource implements MemorySource {
                 return reader(scan, scan, options);
             }
             case PRE_DUMP -> {
-                List<MemoryRegion> running = Smaps.read(pid);
+                Layout running = Layout.read(pid);
                 warmUp(running, options);
                 FrozenProcess frozen = freezer.freeze();
                 long t0 = System.nanoTime();
                 RunList runs = null;
-                try (PageScan scan = PageScan.open(pid, regionsWhileFrozen(running), options.policy(), scanner,
+                try (PageScan scan = PageScan.open(pid, running.whileFrozen(pid), options.policy(), scanner,
                         options.stats())) {
                     runs = RunList.drain(scan);
                 } finally {
@@ -158,13 +159,13 @@ public final class FreezingSource implements MemorySource {
                 return reader(runs.iterator(), null, options);
             }
             case DUMP -> {
-                List<MemoryRegion> running = Smaps.read(pid);
+                Layout running = Layout.read(pid);
                 warmUp(running, options);
                 FrozenProcess frozen = freezer.freeze();
                 long t0 = System.nanoTime();
                 PageScan scan = null;
                 try {
-                    scan = PageScan.open(pid, regionsWhileFrozen(running), options.policy(), scanner, options.stats());
+                    scan = PageScan.open(pid, running.whileFrozen(pid), options.policy(), scanner, options.stats());
                     ChunkReader reader = reader(scan, scan, options);
                     return new ThawingReader(reader, frozen, t0);
                 } catch (RuntimeException | Error e) {
@@ -181,35 +182,68 @@ public final class FreezingSource implements MemorySource {
     }
 
     /**
-     * Runs the scan once while the target runs (counted nowhere) and prepares the freezer: in a fresh JVM
-     * the first scan pays for class loading and interpretation, which must not happen while frozen.
+     * Runs the scan while the target runs (counted nowhere) and prepares the freezer: in a fresh JVM the
+     * first scans pay for class loading, interpretation and compilation, which must not happen while the
+     * target is frozen. A few rounds cost a few milliseconds of the target's running time.
      */
-    private void warmUp(List<MemoryRegion> running, ReadOptions options) {
+    private void warmUp(Layout running, ReadOptions options) {
         freezer.prepare();
-        regionsWhileFrozen(running);
-        try (PageScan scan = PageScan.open(pid, running, options.policy(), scanner, new DumpStats())) {
-            RunList.drain(scan);
+        for (int i = 0; i < WARM_UP_SCANS; i++) {
+            running.unchanged(pid);
+            try (PageScan scan = PageScan.open(pid, running.regions, options.policy(), scanner, new DumpStats())) {
+                RunList.drain(scan);
+            }
         }
     }
 
+    private static final int WARM_UP_SCANS = 3;
+
     /**
-     * The regions to scan while frozen. {@code /proc/PID/smaps} costs tens of milliseconds for a large
-     * process (the kernel walks every page table to count Rss and Pss), so it is read <em>before</em> the
-     * freeze; while frozen only {@code /proc/PID/maps} (no page-table walk) is read to confirm that the
-     * layout is still the same: every VMA with the same bounds, permissions, offset, device, inode and
-     * path. The flags the region policies use ({@code io}, {@code pf}, {@code ht}) are fixed when a
-     * mapping is created, so an unchanged layout means unchanged decisions. If anything changed,
-     * smaps is read again, frozen.
+     * The regions as {@code /proc/PID/smaps} shows them, with the {@code /proc/PID/maps} text of the same
+     * layout. smaps costs tens of milliseconds for a large process (the kernel walks every page table to
+     * count Rss and Pss), so it is read <em>before</em> the freeze; while frozen only {@code /proc/PID/maps}
+     * (no page-table walk) is read and compared byte for byte. Equal text means every VMA has the same
+     * bounds, permissions, offset, device, inode and path; the flags the region policies use ({@code io},
+     * {@code pf}, {@code ht}) are fixed when a mapping is created, so the decisions are the same. If the
+     * text differs, smaps is read again, frozen.
      */
-    private List<MemoryRegion> regionsWhileFrozen(List<MemoryRegion> running) {
-        Path maps = Path.of("/proc", Integer.toString(pid), "maps");
-        String text;
-        try {
-            text = Files.readString(maps, StandardCharsets.ISO_8859_1);
-        } catch (IOException e) {
-            throw new ProcessGoneException(pid, "reason=exited file=" + maps + " cannot be read: " + e.getMessage(), e);
+    static final class Layout {
+        final List<MemoryRegion> regions;
+        final byte[] maps;
+
+        private Layout(List<MemoryRegion> regions, byte[] maps) {
+            this.regions = regions;
+            this.maps = maps;
         }
-        return sameLayout(running, Smaps.parse(text)) ? running : Smaps.read(pid);
+
+        /** smaps, then the maps text, until both describe the same layout (the target may be mapping meanwhile). */
+        static Layout read(int pid) {
+            for (int attempt = 0; ; attempt++) {
+                List<MemoryRegion> regions = Smaps.read(pid);
+                byte[] maps = maps(pid);
+                if (sameLayout(regions, Smaps.parse(new String(maps, StandardCharsets.ISO_8859_1))) || attempt == 2) {
+                    return new Layout(regions, maps);
+                }
+            }
+        }
+
+        /** Whether the layout is still this one (a byte comparison of the maps text). */
+        boolean unchanged(int pid) {
+            return Arrays.equals(maps, maps(pid));
+        }
+
+        List<MemoryRegion> whileFrozen(int pid) {
+            return unchanged(pid) ? regions : Smaps.read(pid);
+        }
+
+        private static byte[] maps(int pid) {
+            Path file = Path.of("/proc", Integer.toString(pid), "maps");
+            try {
+                return Files.readAllBytes(file);
+            } catch (IOException e) {
+                throw new ProcessGoneException(pid, "reason=exited file=" + file + " cannot be read: " + e.getMessage(), e);
+            }
+        }
     }
 
     static boolean sameLayout(List<MemoryRegion> a, List<MemoryRegion> b) {

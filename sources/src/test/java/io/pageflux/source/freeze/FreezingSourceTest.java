@@ -124,6 +124,24 @@ class FreezingSourceTest {
         }
     }
 
+    @Test
+    void aLayoutThatChangedBeforeTheFreezeIsReadAgain() throws Exception {
+        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+            int pid = target.pid();
+            long a = target.address(Region.A);
+            FreezingSource.Layout before = FreezingSource.Layout.read(pid);
+            assertTrue(before.unchanged(pid));
+            assertTrue(before.whileFrozen(pid) == before.regions, "unchanged: the regions read before are used");
+            assertTrue(before.regions.stream().anyMatch(r -> r.start() == a));
+            target.signal(ForeignProcess.SIGUSR1);
+            assertEquals("unmapped A", target.readLine());
+            assertTrue(!before.unchanged(pid));
+            List<io.pageflux.source.MemoryRegion> now = before.whileFrozen(pid);
+            assertTrue(now.stream().noneMatch(r -> r.contains(a)), "A is gone from the regions read again");
+            assertTrue(FreezingSource.sameLayout(now, FreezingSource.Layout.read(pid).regions));
+        }
+    }
+
     private List<PageRun> drain(FreezingSource source) {
         List<PageRun> runs = new ArrayList<>();
         source.pages(options()).map(chunk -> {
