@@ -78,8 +78,9 @@ class FreezingSourceTest {
 
             // cancel after the first chunk: the reader closes and the target thaws
             source.pages(options()).take(1).doOnNext(PageChunk::release).blockLast();
+            // the cancel closes the reader on the read worker, which thaws and then records the freeze
+            ThreadFreezerTest.waitUntil(() -> source.freezes().size() == 2);
             ThreadFreezerTest.waitUntilRunning(pid);
-            assertEquals(2, source.freezes().size());
             assertEquals(0, pool.leasedBuffers());
             assertTrue(target.isAlive());
         }
