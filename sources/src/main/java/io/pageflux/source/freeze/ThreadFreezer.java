@@ -199,10 +199,13 @@ public final class ThreadFreezer implements Freezer {
         final Set<Integer> gone = new HashSet<>();
         long started;
         int passes;
+        /** This tracer thread's own tid: threads the kernel attached to it by itself show it as TracerPid. */
+        int self;
 
         @Override
         public void run() {
             started = System.nanoTime();
+            self = ownTid();
             try {
                 stopAll();
                 findRseqAreas();
@@ -275,13 +278,19 @@ public final class ThreadFreezer implements Freezer {
                 }
                 if (e.errno() == Errno.EPERM) {
                     int tracer = tracerOf(tid);
-                    if (tracer > 0) {
-                        throw new AlreadyTracedException(pid, tid, tracer);
+                    if (tracer == self) {
+                        // created by a thread we had seized: the kernel attached it to us already (it is born
+                        // with a pending trap stop); interrupt it anyway and collect its stop like the others
+                        interrupt(tid);
+                        return true;
                     }
                     ProcTask.Stat thread = ProcTask.threadStat(pid, tid);
                     if (thread == null || thread.exited()) {
                         gone.add(tid); // exiting threads refuse to be traced with EPERM
                         return false;
+                    }
+                    if (tracer > 0) {
+                        throw new AlreadyTracedException(pid, tid, tracer);
                     }
                     throw new PermissionDeniedException(pid, "tid=" + tid + " call=ptrace(PTRACE_SEIZE) errno=EPERM:"
                             + " run as root or grant CAP_SYS_PTRACE, and check /proc/sys/kernel/yama/ptrace_scope"
@@ -289,6 +298,11 @@ public final class ThreadFreezer implements Freezer {
                 }
                 throw new FreezeException(pid, "cannot seize pid=" + pid + " tid=" + tid + ": " + e.getMessage(), e);
             }
+            interrupt(tid);
+            return true;
+        }
+
+        private void interrupt(int tid) {
             try {
                 Ptrace.interrupt(tid);
             } catch (NativeCallException e) {
@@ -296,9 +310,8 @@ public final class ThreadFreezer implements Freezer {
                     throw new FreezeException(pid, "cannot interrupt pid=" + pid + " tid=" + tid + ": "
                             + e.getMessage(), e);
                 }
-                // it is exiting: waitpid below collects (reaps) it
+                // it is exiting: waitpid collects (reaps) it
             }
-            return true;
         }
 
         private int tracerOf(int tid) {
@@ -455,6 +468,16 @@ public final class ThreadFreezer implements Freezer {
         public String toString() {
             return "FrozenProcess[ptrace pid=" + pid + " threads=" + threads.size() + " passes=" + passes
                     + (isFrozen() ? " frozen" : " thawed") + " for " + frozenTime().toNanos() / 1000 + " us]";
+        }
+    }
+
+    /** The calling thread's tid, from {@code /proc/thread-self} (a link like {@code 1234/task/1240}). */
+    private static int ownTid() {
+        try {
+            String link = java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/thread-self")).toString();
+            return Integer.parseInt(link.substring(link.lastIndexOf('/') + 1));
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
         }
     }
 
