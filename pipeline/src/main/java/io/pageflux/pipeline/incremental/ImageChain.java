@@ -35,10 +35,19 @@ public final class ImageChain implements AutoCloseable {
 
     private final List<ImageDirectory> levels;
     private final Map<String, FileChannel> channels = new HashMap<>();
+    /** level → pagemap id → its image (or null when the level has none): looked up once, not per page. */
+    private final List<Map<PagemapId, Optional<PagemapImage>>> pagemaps = new ArrayList<>();
     private final ByteBuffer page = ByteBuffer.allocate(PAGE);
 
     private ImageChain(List<ImageDirectory> levels) {
         this.levels = levels;
+        for (int i = 0; i < levels.size(); i++) {
+            pagemaps.add(new HashMap<>());
+        }
+    }
+
+    private Optional<PagemapImage> pagemap(int level, PagemapId id) {
+        return pagemaps.get(level).computeIfAbsent(id, k -> levels.get(level).pagemap(k));
     }
 
     /**
@@ -100,7 +109,7 @@ public final class ImageChain implements AutoCloseable {
     public Optional<Resolved> page(PagemapId pagemap, long vaddr) {
         for (int level = 0; level < levels.size(); level++) {
             ImageDirectory dir = levels.get(level);
-            Optional<PagemapImage> pm = dir.pagemap(pagemap);
+            Optional<PagemapImage> pm = pagemap(level, pagemap);
             PagemapImage.Entry e = pm.isEmpty() ? null : find(pm.get(), vaddr);
             if (e == null) {
                 if (level == 0) {
@@ -126,7 +135,7 @@ public final class ImageChain implements AutoCloseable {
 
     /** Whether the newest pagemap lists the page (present or hole). */
     public boolean lists(PagemapId pagemap, long vaddr) {
-        Optional<PagemapImage> pm = newest().pagemap(pagemap);
+        Optional<PagemapImage> pm = pagemap(0, pagemap);
         return pm.isPresent() && find(pm.get(), vaddr) != null;
     }
 
