@@ -1,18 +1,27 @@
 package io.pageflux.cli;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.pageflux.pipeline.Dump;
 import io.pageflux.pipeline.DumpReport;
 import io.pageflux.sink.PageSink;
+import io.pageflux.sink.compress.Codec;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.LiveProcess;
+import io.pageflux.source.MemorySource;
 import io.pageflux.source.PagefluxException;
 import io.pageflux.source.PermissionDeniedException;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.RegionPolicy;
+import io.pageflux.source.freeze.AlreadyTracedException;
+import io.pageflux.source.freeze.FreezeException;
+import io.pageflux.source.freeze.FreezeMode;
+import io.pageflux.source.freeze.FreezeRecord;
+import io.pageflux.source.freeze.FreezingSource;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.ArgGroup;
@@ -39,6 +48,9 @@ import reactor.core.Exceptions;
                 "  pageflux dump --pid 1234 --to dir:/tmp/d1 --force      replace an earlier dump",
                 "  pageflux dump --pid 1234 --out /tmp/p1 --policy pre-dump",
                 "  pageflux dump --pid 1234 --to null --budget 16M --json  measure reading only",
+                "  pageflux dump --pid 1234 --out /tmp/z1 --compress zstd:1",
+                "  pageflux dump --pid 1234 --to tcp://127.0.0.1:27027     send to a page server",
+                "  pageflux dump --pid 1234 --to - --compress lz4 | ssh host pageflux unpack - /tmp/d1",
                 ""},
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {
@@ -64,7 +76,9 @@ final class DumpCommand implements Callable<Integer> {
         Path out;
 
         @Option(names = "--to", paramLabel = "URI",
-                description = "Destination: dir:PATH (CRIU images) or null (discard the pages, for measuring).")
+                description = "Destination: dir:PATH (CRIU images), tcp://HOST:PORT (a CRIU page server: pageflux's or "
+                        + "`criu page-server`), - (the single-stream format on stdout, for pipes) or null (discard "
+                        + "the pages, for measuring).")
         String to;
     }
 
@@ -85,6 +99,20 @@ final class DumpCommand implements Callable<Integer> {
             description = "Bytes per read batch and buffer, a multiple of 4K (default ${DEFAULT-VALUE}).")
     DataSize chunkSize;
 
+    @Option(names = "--mode", paramLabel = "none|pre-dump|dump", defaultValue = "none",
+            description = "Freeze the target: not at all (none, default), while its pages are found (pre-dump), or "
+                    + "until the images are written (dump: a consistent snapshot). The frozen time is reported.")
+    String mode;
+
+    @Option(names = "--freezer", paramLabel = "ptrace|cgroup|cgroup:DIR", defaultValue = "ptrace",
+            description = FreezeOptions.FREEZER_HELP)
+    String freezer;
+
+    @Option(names = "--compress", paramLabel = "CODEC",
+            description = "Compress page data: zstd[:LEVEL], lz4, gzip[:LEVEL] (a directory gets pages-<id>.img.zst/.lz4/.gz "
+                    + "with standard pagemaps; `pageflux unpack` restores plain CRIU files). Also applies to --to -.")
+    String compress;
+
     @Option(names = "--json", description = "Print the final report as JSON on stdout (instead of the summary).")
     boolean json;
 
@@ -100,6 +128,17 @@ final class DumpCommand implements Callable<Integer> {
             default -> throw CliException.badInput("--policy " + policy + ": unknown policy; use full or pre-dump");
         };
         // everything that can be checked without the target is checked first
+        Codec codec = null;
+        if (compress != null) {
+            try {
+                codec = Codec.parse(compress);
+            } catch (IllegalArgumentException e) {
+                throw CliException.badInput("--compress " + compress + ": " + e.getMessage(), e);
+            }
+        }
+        if (destination.kind() == Destination.Kind.STDOUT && json) {
+            throw CliException.badInput("--to - writes the dump itself to stdout: drop --json (the summary goes to stderr)");
+        }
         try {
             BufferPool.create(budget, chunkSize);
         } catch (IllegalArgumentException e) {
@@ -109,11 +148,20 @@ final class DumpCommand implements Callable<Integer> {
             OutputDirs.checkWritable(destination.dir(), force);
         }
         LiveProcess target = attach(pid);
+        FreezeMode freezeMode;
+        try {
+            freezeMode = FreezeMode.fromCli(mode);
+        } catch (IllegalArgumentException e) {
+            throw CliException.badInput("--mode " + mode + ": " + e.getMessage(), e);
+        }
+        MemorySource source = freezeMode == FreezeMode.NONE ? target
+                : FreezingSource.of(pid, FreezeOptions.freezer(freezer, pid), freezeMode);
 
-        PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force));
-        Dump dump = Dump.of(target)
+        // with --to - stdout carries the dump; the summary goes to stderr
+        PrintWriter out = destination.kind() == Destination.Kind.STDOUT ? err : spec.commandLine().getOut();
+        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force, codec));
+        Dump dump = Dump.of(source)
                 .regions(preDump ? RegionPolicy.criuPreDump() : RegionPolicy.criuFullDump())
                 .preDump(preDump)
                 .budget(budget)
@@ -131,12 +179,20 @@ final class DumpCommand implements Callable<Integer> {
             if (bar != null) {
                 bar.close();
             }
-            throw runFailure(pid, destination, Exceptions.unwrap(e));
+            Throwable cause = Exceptions.unwrap(e);
+            if (cause instanceof AlreadyTracedException || cause instanceof FreezeException) {
+                throw FreezeOptions.classify("dump of pid=" + pid, cause, true);
+            }
+            throw runFailure(pid, destination, cause);
         }
+        List<FreezeRecord> freezes = source instanceof FreezingSource fs ? fs.freezes() : List.of();
         if (json) {
-            out.println(Reports.json(report).toPrettyString());
+            ObjectNode node = Reports.json(report);
+            freezes.forEach(f -> node.put("frozenMillis", f.frozen().toNanos() / 1e6));
+            out.println(node.toPrettyString());
         } else {
             out.print(Reports.text(report));
+            out.print(FreezeOptions.frozenLines(freezes));
         }
         out.flush();
         return ExitCodes.OK;

@@ -20,7 +20,9 @@ import picocli.CommandLine.Spec;
         versionProvider = PagefluxCli.Version.class,
         description = "Dump the memory of a live Linux process into CRIU image files through a bounded "
                 + "Reactor pipeline, without stopping it or injecting anything.",
-        subcommands = {DumpCommand.class, InspectCommand.class, DemoCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {DumpCommand.class, InspectCommand.class, DemoCommand.class, PreDumpCommand.class,
+                UnpackCommand.class, PageServerCommand.class,
+                MigrateCommand.class, VerifyCommand.class, CommandLine.HelpCommand.class},
         footerHeading = "%nExamples:%n",
         footer = {
                 "  pageflux demo                         # dump a sample, check every byte",

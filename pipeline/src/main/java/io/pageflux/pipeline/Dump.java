@@ -24,6 +24,8 @@ import java.util.function.Consumer;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
+import reactor.util.context.Context;
+import io.pageflux.sink.compress.CompressionOptions;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
@@ -219,7 +221,10 @@ public final class Dump {
             return Mono.fromCallable(this::context)
                     .subscribeOn(scheduler)
                     .doOnSubscribe(s -> ticker[0] = startProgress(stats, pool, started))
-                    .flatMap(context -> write(context, source.pages(options)))
+                    .flatMap(context -> write(context, source.pages(options))
+                            // sinks that need buffers of their own (compression) lease them from the
+                            // dump's pool, so their memory counts against the same budget
+                            .contextWrite(Context.of(CompressionOptions.POOL_CONTEXT_KEY, pool)))
                     .map(results -> report(stats, pool, results, Duration.ofNanos(System.nanoTime() - started)))
                     .doOnNext(r -> {
                         stopProgress(ticker[0]);

@@ -79,19 +79,6 @@ class PagefluxCliTest {
         assertTrue(badPolicy.err().contains("--policy most: unknown policy; use full or pre-dump"), badPolicy.err());
     }
 
-    @Test
-    void laterDestinationsAreRejectedAsNotSupportedYet() {
-        for (String uri : List.of("tcp://127.0.0.1:27027", "-")) {
-            Cli.Result r = Cli.run("dump", "--pid", "1", "--to", uri);
-            assertEquals(2, r.exit(), r.toString());
-            assertTrue(r.err().contains("--to " + uri) && r.err().contains("not supported yet"), r.err());
-            assertTrue(r.err().contains("dir:PATH"), r.err());
-        }
-        Cli.Result r = Cli.run("dump", "--pid", "1", "--to", "s3://bucket");
-        assertEquals(2, r.exit(), r.toString());
-        assertTrue(r.err().contains("--to s3://bucket: unknown destination"), r.err());
-    }
-
     // ---- bad input ----------------------------------------------------------------------------
 
     @Test
