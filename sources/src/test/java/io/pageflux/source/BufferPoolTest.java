@@ -23,6 +23,21 @@ class BufferPoolTest {
     private static final DataSize CHUNK = DataSize.ofKibibytes(64);
 
     @Test
+    void buffersArePageAlignedAndExactlyOneChunkLong() {
+        BufferPool pool = BufferPool.create(DataSize.ofMebibytes(16), DataSize.ofMebibytes(4));
+        List<PooledBuffer> leased = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            PooledBuffer buffer = pool.tryAcquire();
+            assertEquals(0, buffer.address() % 4096, "buffer " + i + " at 0x" + Long.toHexString(buffer.address()));
+            assertEquals(4 << 20, buffer.capacity());
+            assertEquals(4 << 20, buffer.buffer().remaining());
+            leased.add(buffer);
+        }
+        leased.forEach(PooledBuffer::release);
+        assertEquals(0, pool.leasedBuffers());
+    }
+
+    @Test
     void leasesAtMostTheBudgetAndReusesBuffers() {
         BufferPool pool = BufferPool.create(DataSize.ofKibibytes(256), CHUNK);
         assertEquals(4, pool.capacity());
