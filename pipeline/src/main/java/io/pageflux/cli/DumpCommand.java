@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.pageflux.pipeline.Dump;
 import io.pageflux.pipeline.DumpReport;
 import io.pageflux.sink.PageSink;
+import io.netty.handler.ssl.SslContext;
 import io.pageflux.sink.compress.Codec;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
@@ -113,6 +114,16 @@ final class DumpCommand implements Callable<Integer> {
                     + "with standard pagemaps; `pageflux unpack` restores plain CRIU files). Also applies to --to -.")
     String compress;
 
+    @Option(names = "--tls-cert", paramLabel = "PEM", description = "With --to tcp://: client certificate (PEM) for a TLS page server.")
+    Path tlsCert;
+
+    @Option(names = "--tls-key", paramLabel = "PEM", description = "With --to tcp://: the client certificate's key (PEM, PKCS#8).")
+    Path tlsKey;
+
+    @Option(names = "--tls-cacert", paramLabel = "PEM", description = "With --to tcp://: the CA that signed the server's "
+            + "certificate; enables TLS.")
+    Path tlsCaCert;
+
     @Option(names = "--json", description = "Print the final report as JSON on stdout (instead of the summary).")
     boolean json;
 
@@ -136,6 +147,7 @@ final class DumpCommand implements Callable<Integer> {
                 throw CliException.badInput("--compress " + compress + ": " + e.getMessage(), e);
             }
         }
+        SslContext tls = Sinks.clientTls(tlsCaCert, tlsCert, tlsKey, destination);
         if (destination.kind() == Destination.Kind.STDOUT && json) {
             throw CliException.badInput("--to - writes the dump itself to stdout: drop --json (the summary goes to stderr)");
         }
@@ -160,7 +172,7 @@ final class DumpCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         // with --to - stdout carries the dump; the summary goes to stderr
         PrintWriter out = destination.kind() == Destination.Kind.STDOUT ? err : spec.commandLine().getOut();
-        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force, codec));
+        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force, codec, tls));
         Dump dump = Dump.of(source)
                 .regions(preDump ? RegionPolicy.criuPreDump() : RegionPolicy.criuFullDump())
                 .preDump(preDump)

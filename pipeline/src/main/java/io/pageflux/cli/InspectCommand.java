@@ -2,6 +2,7 @@ package io.pageflux.cli;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.pageflux.sink.compress.PageImages;
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.ImageFormatException;
 import io.pageflux.sink.criu.InventoryImage;
@@ -68,7 +69,11 @@ final class InspectCommand implements Callable<Integer> {
                 throw CliException.badInput("dir=" + dir + " holds no pagemap-*.img file: not an image directory "
                         + "(inspect the directory a dump wrote, e.g. pageflux inspect /tmp/d1)");
             }
-            return images.verify();
+            // PageImages checks plain pages files and compressed ones (every frame's checksum) alike
+            try (PageImages pages = PageImages.open(dir)) {
+                pages.verify();
+            }
+            return images;
         } catch (ImageFormatException e) {
             throw CliException.badInput(e.getMessage(), e);
         } catch (NoSuchFileException e) {

@@ -59,6 +59,25 @@ class DestinationsCliTest {
             assertTrue(Files.exists(zst.resolve("pages-2.img.zst")), "compressed page data");
             assertTrue(Files.notExists(zst.resolve("pages-2.img")), "no raw page data");
 
+            Cli.Result inspect = Cli.run("inspect", zst.toString());
+            assertEquals(0, inspect.exit(), inspect.toString());
+            assertTrue(inspect.out().contains("pagemap-" + pid + ".img"), inspect.out());
+            // a flipped byte in the compressed page data is caught by inspect (frame checksums)
+            Path broken = tmp.resolve("broken");
+            Files.createDirectories(broken);
+            try (Stream<Path> files = Files.list(zst)) {
+                for (Path f : files.toList()) {
+                    Files.copy(f, broken.resolve(f.getFileName()));
+                }
+            }
+            Path data = broken.resolve("pages-2.img.zst");
+            byte[] raw = Files.readAllBytes(data);
+            raw[raw.length / 3] ^= 0x40;
+            Files.write(data, raw);
+            Cli.Result corrupt = Cli.run("inspect", broken.toString());
+            assertEquals(2, corrupt.exit(), corrupt.toString());
+            assertTrue(corrupt.err().contains("pages-2.img.zst"), corrupt.err());
+
             Cli.Result u = Cli.run("unpack", zst.toString(), unpacked.toString());
             assertEquals(0, u.exit(), u.toString());
 
@@ -80,6 +99,13 @@ class DestinationsCliTest {
         Cli.Result again = Cli.run("unpack", zst.toString(), unpacked.toString());
         assertEquals(2, again.exit(), again.toString());
         assertTrue(again.err().contains("--force"), again.err());
+    }
+
+    @Test
+    void tlsOptionsNeedAPageServer() {
+        Cli.Result r = Cli.run("dump", "--pid", "1", "--to", "null", "--tls-cacert", "ca.pem");
+        assertEquals(2, r.exit(), r.toString());
+        assertTrue(r.err().contains("--tls-* options apply to --to tcp://HOST:PORT only"), r.err());
     }
 
     @Test
