@@ -496,7 +496,8 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         }
     }
 
-    static void deleteRecursively(Path root) throws IOException {
+    /** Deletes a directory tree without following symlinks (a {@code parent} link goes, not its target). */
+    public static void deleteRecursively(Path root) throws IOException {
         if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
             return;
         }
