@@ -74,9 +74,20 @@ public final class ParallelCompressor {
                 .doOnDiscard(CompressedChunk.class, CompressedChunk::release);
     }
 
+    /**
+     * The task owns {@code chunk} from here on, before the returned Mono is subscribed to:
+     * {@code flatMapSequential} maps a chunk and then silently drops the Mono (never subscribing)
+     * when a cancel races with its {@code onNext}, so the chunk must not depend on that
+     * subscription to be released. {@link Live} holds the task until it ends and cancels it when
+     * the stream ends; a task created after that is cancelled at once.
+     */
     private static Mono<CompressedChunk> compressOne(PageChunk chunk, BufferPool pool, CompressionOptions options,
                                                      FramesPool frames, Live live) {
-        return Mono.create(sink -> new Task(chunk, pool, options, frames, live, sink).start());
+        Task task = new Task(chunk, pool, options, frames, live);
+        if (!live.addTask(task)) {
+            task.cancel(); // the stream already ended: release the chunk now
+        }
+        return Mono.create(task::start);
     }
 
     /**
@@ -98,22 +109,22 @@ public final class ParallelCompressor {
         private final CompressionOptions options;
         private final FramesPool frames;
         private final Live live;
-        private final MonoSink<CompressedChunk> sink;
+        private volatile MonoSink<CompressedChunk> sink;
         private final AtomicInteger state = new AtomicInteger(WAITING);
         private final AtomicReference<PooledBuffer> out = new AtomicReference<>();
         private volatile Disposable listener;
 
-        Task(PageChunk chunk, BufferPool pool, CompressionOptions options, FramesPool frames, Live live,
-             MonoSink<CompressedChunk> sink) {
+        Task(PageChunk chunk, BufferPool pool, CompressionOptions options, FramesPool frames, Live live) {
             this.chunk = chunk;
             this.pool = pool;
             this.options = options;
             this.frames = frames;
             this.live = live;
-            this.sink = sink;
         }
 
-        void start() {
+        /** Subscribed: from now on the sink's cancel also cancels the task (at once if already cancelled). */
+        void start(MonoSink<CompressedChunk> sink) {
+            this.sink = sink;
             sink.onCancel(this::cancel);
             if (attempt()) {
                 return;
@@ -169,6 +180,7 @@ public final class ParallelCompressor {
                 frames.giveBack(f);
                 chunk.release();
                 state.set(DONE);
+                live.removeTask(this);
             }
             if (live.add(result)) {
                 // if the subscriber cancelled just now, Reactor discards the value and the
@@ -179,8 +191,12 @@ public final class ParallelCompressor {
             }
         }
 
-        private void cancel() {
+        /** Idempotent; a no-op once compression has started (run() then releases everything). */
+        void cancel() {
             int s = state.getAndUpdate(x -> x == WAITING || x == LEASED ? CANCELLED : x);
+            if (s == WAITING || s == LEASED) {
+                live.removeTask(this);
+            }
             if (s == WAITING) {
                 Disposable l = listener;
                 if (l != null) {
@@ -272,16 +288,32 @@ public final class ParallelCompressor {
     }
 
     /**
-     * The compressed chunks that exist but were not yet handed to the subscriber. Reactor drops
-     * values that race with a cancel (a result arriving in an inner queue just as it is
-     * cancelled) without always discarding them; this registry makes sure such chunks go back to
-     * the pool: when the stream ends, whatever was not handed over is released, and anything
-     * finished afterwards is released at once.
+     * The tasks not yet finished and the compressed chunks that exist but were not yet handed to
+     * the subscriber. Reactor drops values that race with a cancel (a result arriving in an inner
+     * queue just as it is cancelled; a chunk mapped to a task whose Mono is then never subscribed)
+     * without discarding them; this registry makes sure they go back to the pool: when the stream
+     * ends, every unfinished task is cancelled and whatever was not handed over is released, and
+     * anything created or finished afterwards is released at once.
      */
     static final class Live {
         private final java.util.Set<CompressedChunk> chunks = java.util.Collections.newSetFromMap(
                 new java.util.IdentityHashMap<>());
+        private final java.util.Set<Task> tasks = java.util.Collections.newSetFromMap(
+                new java.util.IdentityHashMap<>());
         private boolean closed;
+
+        /** @return false (caller cancels the task) if the stream has already ended */
+        synchronized boolean addTask(Task t) {
+            if (closed) {
+                return false;
+            }
+            tasks.add(t);
+            return true;
+        }
+
+        synchronized void removeTask(Task t) {
+            tasks.remove(t);
+        }
 
         /** @return false (caller releases) if the stream has already ended */
         synchronized boolean add(CompressedChunk c) {
@@ -299,11 +331,16 @@ public final class ParallelCompressor {
 
         void close() {
             List<CompressedChunk> left;
+            List<Task> unfinished;
             synchronized (this) {
                 closed = true;
                 left = new ArrayList<>(chunks);
                 chunks.clear();
+                unfinished = new ArrayList<>(tasks);
+                tasks.clear();
             }
+            // a task already compressing releases its chunk itself, and its result via add()
+            unfinished.forEach(Task::cancel);
             left.forEach(CompressedChunk::release);
         }
     }
