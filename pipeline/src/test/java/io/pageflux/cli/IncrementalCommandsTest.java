@@ -1,12 +1,12 @@
 package io.pageflux.cli;
 
+import io.pageflux.source.sample.SampleProcess;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.pageflux.sink.criu.ImageDirectory;
-import io.pageflux.source.freeze.ForeignProcess;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.io.PrintWriter;
@@ -48,7 +48,7 @@ class IncrementalCommandsTest {
 
     @Test
     void preDumpThenAnIncrementalPreDumpThenVerify() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(2, false)) {
+        try (SampleProcess target = SampleProcess.start(2, false)) {
             String pid = Integer.toString(target.pid());
             Path d1 = tmp.resolve("d1");
             Cli.Result r1 = run("pre-dump", "--pid", pid, "--out", d1.toString());
@@ -88,7 +88,7 @@ class IncrementalCommandsTest {
 
     @Test
     void aFrozenDumpVerifiesBeforeThawingAndBadInputIsRefused() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(2, true)) {
+        try (SampleProcess target = SampleProcess.start(2, true)) {
             String pid = Integer.toString(target.pid());
             Path d = tmp.resolve("d");
             Cli.Result r = run("pre-dump", "--pid", pid, "--out", d.toString(), "--mode", "dump", "--full", "--verify");
@@ -115,7 +115,7 @@ class IncrementalCommandsTest {
 
     @Test
     void aDebuggerAttachedIsReportedAndTheTargetLeftAsItWas() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+        try (SampleProcess target = SampleProcess.start(0, false)) {
             String pid = Integer.toString(target.pid());
             Process holder = new ProcessBuilder(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "-cp", System.getProperty("java.class.path"), "io.pageflux.source.freeze.FreezeHolder", pid))
@@ -141,7 +141,7 @@ class IncrementalCommandsTest {
 
     @Test
     void migratePrintsOneLinePerIterationAndVerifiesTheFinalDump() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(8, true)) {
+        try (SampleProcess target = SampleProcess.start(8, true)) {
             String pid = Integer.toString(target.pid());
             Cli.Result r = run("migrate", "--pid", pid, "--out", tmp.toString(), "--verify");
             assertEquals(0, r.exit(), r.toString());

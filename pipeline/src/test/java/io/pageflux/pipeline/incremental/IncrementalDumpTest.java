@@ -1,5 +1,6 @@
 package io.pageflux.pipeline.incremental;
 
+import io.pageflux.source.sample.SampleProcess;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -12,7 +13,6 @@ import io.pageflux.sink.criu.proto.InventoryProtos.InventoryEntry;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import io.pageflux.source.ProcessGoneException;
-import io.pageflux.source.freeze.ForeignProcess;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.PageDigests;
@@ -38,7 +38,7 @@ class IncrementalDumpTest {
 
     @Test
     void aPreDumpAfterRewriteWritesOnlyTheRewrittenPagesAndVerifies() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(4, false)) {
+        try (SampleProcess target = SampleProcess.start(4, false)) {
             int pid = target.pid();
             Path d1 = tmp.resolve("d1");
             IncrementalReport r1 = preDump(pid, d1, null);
@@ -109,7 +109,7 @@ class IncrementalDumpTest {
 
     @Test
     void aTargetThatKeepsWritingVerifiesAfterEveryFrozenIteration() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(4, true)) {
+        try (SampleProcess target = SampleProcess.start(4, true)) {
             int pid = target.pid();
             ParentDump parent = null;
             for (int i = 1; i <= 3; i++) {
@@ -136,8 +136,8 @@ class IncrementalDumpTest {
 
     @Test
     void aBadParentIsRefusedWithTheReason() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(0, false);
-             ForeignProcess other = ForeignProcess.sample(0, false)) {
+        try (SampleProcess target = SampleProcess.start(0, false);
+             SampleProcess other = SampleProcess.start(0, false)) {
             int pid = target.pid();
             ParentDumpException e = assertThrows(ParentDumpException.class,
                     () -> ParentDump.open(tmp.resolve("missing"), pid));
@@ -158,7 +158,7 @@ class IncrementalDumpTest {
 
     @Test
     void aReusedPidOrMissingDigestsFallBackToWritingEveryPage() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(1, false)) {
+        try (SampleProcess target = SampleProcess.start(1, false)) {
             int pid = target.pid();
             Path d1 = tmp.resolve("d1");
             IncrementalReport r1 = preDump(pid, d1, null);
@@ -194,7 +194,7 @@ class IncrementalDumpTest {
     void aTargetThatExitedBeforeTheNextIterationGivesProcessGone() throws Exception {
         Path d1 = tmp.resolve("d1");
         int pid;
-        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+        try (SampleProcess target = SampleProcess.start(0, false)) {
             pid = target.pid();
             preDump(pid, d1, null);
             target.kill();

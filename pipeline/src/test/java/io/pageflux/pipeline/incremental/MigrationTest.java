@@ -1,5 +1,6 @@
 package io.pageflux.pipeline.incremental;
 
+import io.pageflux.source.sample.SampleProcess;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -12,7 +13,6 @@ import io.pageflux.sink.pageserver.PageServer;
 import io.pageflux.sink.pageserver.PageServerSinks;
 import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.ProcessGoneException;
-import io.pageflux.source.freeze.ForeignProcess;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
 import java.nio.file.Files;
@@ -32,7 +32,7 @@ class MigrationTest {
 
     @Test
     void preDumpsUntilTheChangesAreSmallThenAFrozenFinalDumpThatVerifies() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(16, true)) {
+        try (SampleProcess target = SampleProcess.start(16, true)) {
             int pid = target.pid();
             List<String> lines = new ArrayList<>();
             List<Migration.Iteration> its = Migration.of(pid).toDirectory(tmp, false).verify(true)
@@ -71,7 +71,7 @@ class MigrationTest {
 
     @Test
     void aTargetThatExitsBetweenIterationsStopsTheMigrationWithWhatIsComplete() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(2, true)) {
+        try (SampleProcess target = SampleProcess.start(2, true)) {
             int pid = target.pid();
             MigrationException e = assertThrows(MigrationException.class, () -> Migration.of(pid)
                     .toDirectory(tmp, false).thresholdPages(0)
@@ -90,7 +90,7 @@ class MigrationTest {
 
     @Test
     void aPreDumpOverThePageServerSendsHolesThatTheServerResolvesAgainstItsParent() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(4, false)) {
+        try (SampleProcess target = SampleProcess.start(4, false)) {
             int pid = target.pid();
             Path d1 = tmp.resolve("d1");
             IncrementalDump.of(pid).to(io.pageflux.sink.PageSinks.criuImages(d1)).digestsDir(d1).run().block();

@@ -1,7 +1,7 @@
 package io.pageflux.pipeline.incremental;
 
+import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.sink.PageSinks;
-import io.pageflux.source.freeze.ForeignProcess;
 
 /**
  * Not a test: measures what a pre-dump of a sample target with {@code args[0]} MiB (default 512) costs,
@@ -17,7 +17,7 @@ public final class PreDumpCostProbe {
 
     public static void main(String[] args) throws Exception {
         long mib = args.length > 0 ? Long.parseLong(args[0]) : 512;
-        try (ForeignProcess target = ForeignProcess.sample(mib, false)) {
+        try (SampleProcess target = SampleProcess.start(mib, false)) {
             int pid = target.pid();
             IncrementalReport first = IncrementalDump.of(pid).to(PageSinks.nullSink()).run().block();
             print("pre-dump, no parent     ", first);

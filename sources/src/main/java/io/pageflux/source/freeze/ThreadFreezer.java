@@ -41,9 +41,12 @@ import java.util.function.BiConsumer;
  * <ul>
  *   <li>A process that is already traced (a debugger, {@code strace}) cannot be seized:
  *       {@link AlreadyTracedException} names the tracer.</li>
- *   <li>A target that is a child of <em>this</em> JVM is refused: the JVM's process reaper waits for
- *       its children and would take the target's ptrace stops for an exit (its {@link Process} would
- *       report it dead). Start such targets from another process, or use {@link CgroupFreezer}.</li>
+ *   <li>A target that is a child of <em>this</em> JVM is refused with a {@link FreezeException}: the kernel
+ *       reports a tracee's stops to every thread of the tracer's thread group, and the JVM's process reaper
+ *       thread, blocked in {@code waitpid(child, 0)}, would collect the stop this freezer waits for and
+ *       mark the child's {@link Process} dead with a bogus exit code. The JVM gives no way to keep the
+ *       reaper off one child, so start such targets as grandchildren (a shell in between, as
+ *       {@link io.pageflux.source.sample.DetachedProcess} does), or use {@link CgroupFreezer}.</li>
  *   <li>A thread in uninterruptible sleep ({@code D}) stops only when the sleep ends; a freeze gives
  *       up after {@link #withStopTimeout(Duration) the stop timeout} (default 10 s) and thaws.</li>
  * </ul>
@@ -154,7 +157,8 @@ public final class ThreadFreezer implements Freezer {
         if (stat.ppid() == self) {
             throw new FreezeException(pid, "cannot freeze pid=" + pid + " with ptrace: it is a child of this JVM (pid="
                     + self + "), whose process reaper would take its ptrace stops for an exit; start the target"
-                    + " from another process (e.g. through a shell: sh -c 'prog & wait'), or use the cgroup freezer");
+                    + " from another process (e.g. through a shell: sh -c 'prog & wait', as"
+                    + " SampleProcess does), or use the cgroup freezer");
         }
         int tracer = ProcTask.tracerPid(pid);
         if (tracer > 0) {

@@ -1,9 +1,8 @@
 package io.pageflux.source.sample;
 
-import java.io.BufferedReader;
+import io.pageflux.nativeio.Ptrace;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,12 +18,14 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * A running copy of pageflux's sample target ({@code vtarget.c}): a small C process with the known
- * layout of the CRIU vectors (regions A–E, see {@link Region}) and optional bulk memory. Used by the
- * demo, the tests and the benchmarks. The C source ships in this jar and is compiled with the
- * machine's {@code gcc} on first use into {@code java.io.tmpdir}.
+ * layout of the CRIU vectors (regions A–E, see {@link Region}), optional bulk memory and optional extra
+ * threads. Used by the demo, the tests and the benchmarks. The C source ships in this jar and is
+ * compiled with the machine's {@code gcc} on first use into {@code java.io.tmpdir}.
  *
- * <p>The process exits when this object is closed, and also by itself when the JVM dies (it
- * watches its stdin), so a crashed test never leaves it behind.
+ * <p>The sample is <b>not a child of this JVM</b> but a grandchild ({@link DetachedProcess}), so this JVM
+ * can freeze it with ptrace ({@code ThreadFreezer} refuses its own children: Java's process reaper would
+ * steal their ptrace stops). It exits when this object is closed, and also by itself when the JVM dies
+ * (it watches its stdin, a pipe from this JVM), so a crashed test never leaves it behind.
  */
 public final class SampleProcess implements AutoCloseable {
 
@@ -44,23 +45,80 @@ public final class SampleProcess implements AutoCloseable {
         }
     }
 
-    public static final int PAGE = 4096;
+    /**
+     * What to start: extra memory and threads. Immutable.
+     *
+     * @param bulkMib MiB of extra touched private memory (region X), 0 for none
+     * @param writer  keep rewriting every 64th page of X while running
+     * @param threads worker threads besides the main thread, each writing to a counter of its own (0–64)
+     * @param spawn   one more thread that keeps creating short-lived threads (threads appear while freezing)
+     */
+    public record Options(long bulkMib, boolean writer, int threads, boolean spawn) {
+        public Options {
+            if (bulkMib < 0 || threads < 0 || threads > 64) {
+                throw new IllegalArgumentException("sample options out of range: bulkMib=" + bulkMib + " (>= 0) threads="
+                        + threads + " (0-64)");
+            }
+        }
 
-    private final Process process;
-    private final BufferedReader stdout;
+        /** Regions A–E only, one thread. */
+        public static Options defaults() {
+            return new Options(0, false, 0, false);
+        }
+
+        public Options withBulkMib(long mib) {
+            return new Options(mib, writer, threads, spawn);
+        }
+
+        public Options withWriter(boolean writer) {
+            return new Options(bulkMib, writer, threads, spawn);
+        }
+
+        public Options withThreads(int threads) {
+            return new Options(bulkMib, writer, threads, spawn);
+        }
+
+        public Options withSpawner(boolean spawn) {
+            return new Options(bulkMib, writer, threads, spawn);
+        }
+
+        List<String> arguments() {
+            List<String> args = new ArrayList<>();
+            if (bulkMib > 0) {
+                args.addAll(List.of("--bulk-mib", Long.toString(bulkMib)));
+            }
+            if (writer) {
+                args.add("--writer");
+            }
+            if (threads > 0) {
+                args.addAll(List.of("--threads", Integer.toString(threads)));
+            }
+            if (spawn) {
+                args.add("--spawn");
+            }
+            return args;
+        }
+    }
+
+    public static final int PAGE = 4096;
+    /** Signal numbers (x86_64) for {@link #signal}. */
+    public static final int SIGUSR1 = 10;
+    public static final int SIGUSR2 = 12;
+    public static final int SIGKILL = 9;
+
+    private final DetachedProcess process;
     private final Map<Region, Long> addresses;
     private final long bulkPages;
 
-    private SampleProcess(Process process, BufferedReader stdout, Map<Region, Long> addresses, long bulkPages) {
+    private SampleProcess(DetachedProcess process, Map<Region, Long> addresses, long bulkPages) {
         this.process = process;
-        this.stdout = stdout;
         this.addresses = addresses;
         this.bulkPages = bulkPages;
     }
 
     /** Starts the sample with only the A–E regions. */
     public static SampleProcess start() throws IOException {
-        return start(0, false);
+        return start(Options.defaults());
     }
 
     /**
@@ -68,22 +126,26 @@ public final class SampleProcess implements AutoCloseable {
      * @param writer  keep rewriting X while running
      */
     public static SampleProcess start(long bulkMib, boolean writer) throws IOException {
+        return start(Options.defaults().withBulkMib(bulkMib).withWriter(writer));
+    }
+
+    /** Starts the sample as {@code options} say; returns once it has printed its layout. */
+    public static SampleProcess start(Options options) throws IOException {
         Path binary = compiledBinary();
         List<String> command = new ArrayList<>(List.of(binary.toString()));
-        if (bulkMib > 0) {
-            command.add("--bulk-mib");
-            command.add(Long.toString(bulkMib));
+        command.addAll(options.arguments());
+        DetachedProcess process = DetachedProcess.start(command);
+        String line;
+        try {
+            line = process.readLine();
+        } catch (IOException e) {
+            process.kill();
+            throw e;
         }
-        if (writer) {
-            command.add("--writer");
-        }
-        Process process = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-        BufferedReader out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
-        String line = out.readLine();
         if (line == null) {
-            process.destroyForcibly();
-            throw new IOException("sample target " + binary + " exited before printing its layout (exit code "
-                    + waitExit(process) + ")");
+            process.kill();
+            throw new IOException("sample target " + binary + " exited before printing its layout (exit status "
+                    + process.exitStatus().map(String::valueOf).orElse("?") + ")");
         }
         Map<Region, Long> addresses = new LinkedHashMap<>();
         long bulkPages = 0;
@@ -98,11 +160,11 @@ public final class SampleProcess implements AutoCloseable {
                 addresses.put(Region.valueOf(kv[0]), hex.equals("(nil)") ? 0L : Long.parseUnsignedLong(hex, 16));
             }
         }
-        return new SampleProcess(process, out, addresses, bulkPages);
+        return new SampleProcess(process, addresses, bulkPages);
     }
 
     public int pid() {
-        return (int) process.pid();
+        return process.pid();
     }
 
     public long address(Region region) {
@@ -140,33 +202,64 @@ public final class SampleProcess implements AutoCloseable {
 
     /** Sends SIGUSR1 (unmap A) and waits until the target confirms. */
     public void unmapA() throws IOException {
-        signal("USR1");
+        signal(SIGUSR1);
         expectLine("unmapped A");
     }
 
-    /** Sends SIGUSR2 (rewrite every 4th page of X) and returns how many pages changed. */
+    /**
+     * Sends SIGUSR2 (rewrite every 4th page of X) and returns how many pages changed, once the target is
+     * back in its {@code poll}: it prints its answer before stdio has finished with its buffers and locks,
+     * so a dump taken right after the answer could still see those pages change.
+     */
     public long rewrite() throws IOException {
-        signal("USR2");
+        signal(SIGUSR2);
         String line = expectLine("rewrote ");
+        awaitPoll();
         return Long.parseLong(line.substring("rewrote ".length()).trim());
     }
 
-    private void signal(String name) throws IOException {
-        try {
-            Process kill = new ProcessBuilder("kill", "-" + name, Long.toString(process.pid())).inheritIO().start();
-            if (kill.waitFor() != 0) {
-                throw new IOException("kill -" + name + " " + process.pid() + " failed");
+    /**
+     * Makes the main thread create one more worker thread (a command on the sample's stdin) and returns
+     * its tid once it runs.
+     */
+    public int spawnThread() throws IOException {
+        process.stdin().write('t');
+        process.stdin().flush();
+        String line = expectLine("spawned ");
+        int tid = Integer.parseInt(line.substring("spawned ".length()).trim());
+        if (tid <= 0) {
+            throw new IOException("sample pid=" + pid() + " runs 64 workers already: no thread spawned");
+        }
+        return tid;
+    }
+
+    /** Waits (up to 5 s) until the sample's main thread sleeps in {@code poll} ({@code /proc/PID/wchan}). */
+    public void awaitPoll() throws IOException {
+        Path wchan = Path.of("/proc", Integer.toString(pid()), "wchan");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (!Files.readString(wchan).contains("poll")) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("sample pid=" + pid() + " did not go back to poll within 5 s: wchan="
+                        + Files.readString(wchan));
             }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted while signalling pid=" + process.pid(), e);
+            Thread.onSpinWait();
         }
     }
 
+    /** Sends signal number {@code signal} ({@link #SIGUSR1}, ...) to the sample. */
+    public void signal(int signal) {
+        Ptrace.kill(pid(), signal);
+    }
+
+    /** The next line the sample prints (after its layout line), e.g. the answer to a {@link #signal}. */
+    public String readLine() throws IOException {
+        return process.readLine();
+    }
+
     private String expectLine(String prefix) throws IOException {
-        String line = stdout.readLine();
+        String line = process.readLine();
         if (line == null || !line.startsWith(prefix)) {
-            throw new IOException("sample pid=" + process.pid() + " answered '" + line + "', expected '" + prefix + "...'");
+            throw new IOException("sample pid=" + pid() + " answered '" + line + "', expected '" + prefix + "...'");
         }
         return line;
     }
@@ -175,28 +268,23 @@ public final class SampleProcess implements AutoCloseable {
         return process.isAlive();
     }
 
-    /** Kills the target at once (SIGKILL), e.g. to test a target dying mid-dump. */
+    /** Kills the target at once (SIGKILL), e.g. to test a target dying mid-dump, and waits until it is gone. */
     public void kill() {
-        process.destroyForcibly();
-        waitExit(process);
+        process.kill();
     }
 
+    /** Stops the sample (EOF on its stdin, SIGKILL if it has not exited after 5 s) and waits until it is gone. */
     @Override
     public void close() {
-        try {
-            process.getOutputStream().close();
-        } catch (IOException ignored) {
-            // it exits on SIGTERM below as well
-        }
-        process.destroy();
-        try {
-            if (!process.waitFor(5, TimeUnit.SECONDS)) {
-                process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
-            }
-        } catch (InterruptedException e) {
-            process.destroyForcibly();
-            Thread.currentThread().interrupt();
-        }
+        process.close();
+    }
+
+    /**
+     * The compiled sample binary, e.g. to start it as a direct child of this JVM for a test of what a
+     * direct child cannot do.
+     */
+    public static Path binary() throws IOException {
+        return compiledBinary();
     }
 
     private static int waitExit(Process process) {
@@ -232,7 +320,7 @@ public final class SampleProcess implements AutoCloseable {
         Path c = dir.resolve("vtarget.c");
         Files.write(c, source);
         Path tmp = dir.resolve("vtarget.tmp" + ProcessHandle.current().pid());
-        Process gcc = new ProcessBuilder("gcc", "-O2", "-o", tmp.toString(), c.toString())
+        Process gcc = new ProcessBuilder("gcc", "-O2", "-pthread", "-o", tmp.toString(), c.toString())
                 .redirectErrorStream(true).start();
         String output = new String(gcc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         int code = waitExit(gcc);

@@ -13,6 +13,11 @@
  *   S = --sparse-mib N: N MiB reserved (MAP_NORESERVE), one page in every 100 touched (filled with
  *       0x5A): a sparse address space for scanner benchmarks
  *
+ * Threads (for the freezer's tests; none by default, so the layout above is all there is):
+ *   --threads N  N worker threads that keep incrementing a counter of their own (in .bss)
+ *   --spawn      one more thread that creates short-lived threads in a loop, so threads appear and
+ *                vanish while the target is being frozen
+ *
  * Prints one line "A=0x... B=0x... C=0x... D=0x... E=0x... X=0x... XPAGES=n S=0x... SPAGES=n" on stdout,
  * then waits.
  * Signals:
@@ -20,16 +25,23 @@
  *   SIGUSR2  rewrite every 4th page of X and of A's first half with a new generation, then print
  *            "rewrote N" (tests of incremental dumps)
  *   SIGTERM  exit 0
- * It also exits when its stdin reaches EOF, so a crashed parent never leaves it behind.
+ * Commands on stdin:
+ *   't'      the main thread creates one more long-lived worker and prints "spawned TID"
+ * It also exits when its stdin reaches EOF, so a crashed parent never leaves it behind (pageflux starts it
+ * with its stdin a pipe from the JVM, which the kernel closes when the JVM dies).
  * With --writer it keeps writing to X in a loop (a target that changes while being dumped).
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <poll.h>
 
@@ -39,6 +51,56 @@ static unsigned char *A, *B, *C, *D, *E, *X, *S;
 static size_t x_pages, s_pages;
 static volatile sig_atomic_t unmap_requested, rewrite_requested, stop_requested;
 static uint64_t generation = 1;
+
+#define MAX_WORKERS 64
+static volatile uint64_t counters[(MAX_WORKERS + 1) * 512]; /* one page per worker, the last for short-lived ones */
+static int worker_count;
+static sem_t worker_started;
+static volatile pid_t last_tid;
+
+static void pause_us(long us) {
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+static void *worker(void *arg) {
+    int slot = (int)(intptr_t)arg;
+    last_tid = (pid_t)syscall(SYS_gettid);
+    sem_post(&worker_started);
+    for (;;) {
+        counters[slot * 512]++;
+        pause_us(200);
+    }
+    return NULL;
+}
+
+static void *short_lived(void *arg) {
+    (void)arg;
+    counters[MAX_WORKERS * 512]++;
+    pause_us(300);
+    return NULL;
+}
+
+static void *spawner(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, short_lived, NULL) == 0) pthread_detach(t);
+        pause_us(100);
+    }
+    return NULL;
+}
+
+/* Starts one worker and waits until it runs; returns its tid (0 when MAX_WORKERS are running). */
+static pid_t start_worker(void) {
+    if (worker_count >= MAX_WORKERS) return 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, worker, (void *)(intptr_t)worker_count) != 0) { perror("pthread_create"); exit(3); }
+    pthread_detach(t);
+    worker_count++;
+    sem_wait(&worker_started);
+    return last_tid;
+}
 
 static void *map(size_t pages, int prot, int flags) {
     void *p = mmap(NULL, pages * PAGE, prot, flags, -1, 0);
@@ -61,12 +123,17 @@ static void fill_x(uint64_t gen, size_t stride) {
 
 int main(int argc, char **argv) {
     size_t bulk_mib = 0;
-    int writer = 0;
+    int writer = 0, threads = 0, spawn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bulk-mib") && i + 1 < argc) bulk_mib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--sparse-mib") && i + 1 < argc) s_pages = strtoull(argv[++i], NULL, 10) * 256;
         else if (!strcmp(argv[i], "--writer")) writer = 1;
-        else { fprintf(stderr, "usage: vtarget [--bulk-mib N] [--sparse-mib N] [--writer]\n"); return 2; }
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--spawn")) spawn = 1;
+        else {
+            fprintf(stderr, "usage: vtarget [--bulk-mib N] [--sparse-mib N] [--writer] [--threads N] [--spawn]\n");
+            return 2;
+        }
     }
     int anon = MAP_PRIVATE | MAP_ANONYMOUS;
     /* E first and guard gaps between the regions so the kernel does not merge them */
@@ -104,6 +171,14 @@ int main(int argc, char **argv) {
     sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    sem_init(&worker_started, 0, 0);
+    for (int i = 0; i < threads; i++) start_worker();
+    if (spawn) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, spawner, NULL) != 0) { perror("pthread_create"); return 3; }
+        pthread_detach(t);
+    }
+
     printf("A=%p B=%p C=%p D=%p E=%p X=%p XPAGES=%zu S=%p SPAGES=%zu\n", (void *)A, (void *)B, (void *)C,
            (void *)D, (void *)E, (void *)X, x_pages, (void *)S, s_pages);
     fflush(stdout);
@@ -131,7 +206,14 @@ int main(int argc, char **argv) {
         int r = poll(&pfd, 1, writer ? 1 : 50);
         if (r > 0) {
             char buf[64];
-            if (read(0, buf, sizeof buf) <= 0) break; /* parent gone: stdin closed */
+            ssize_t n = read(0, buf, sizeof buf);
+            if (n <= 0) break; /* parent gone: stdin closed */
+            for (ssize_t i = 0; i < n; i++) {
+                if (buf[i] == 't') {
+                    printf("spawned %d\n", (int)start_worker());
+                    fflush(stdout);
+                }
+            }
         }
     }
     (void)sink;

@@ -25,7 +25,6 @@ class CgroupFreezerTest {
         } catch (IOException e) {
             assumeTrue(false, "cannot create a cgroup under " + mount + ": " + e);
         }
-        // a child of this JVM is fine here: a cgroup freeze is no ptrace stop, our reaper sees nothing
         try (SampleProcess target = SampleProcess.start(1, true)) {
             int pid = target.pid();
             Path home = mount.resolve(ownCgroupPath(pid));

@@ -31,7 +31,7 @@ class FreezingSourceTest {
 
     @Test
     void preDumpIsFrozenOnlyForTheScanAndReadsEveryPageWhileRunning() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(8, false)) {
+        try (SampleProcess target = SampleProcess.start(8, false)) {
             int pid = target.pid();
             List<FreezeRecord> seen = new ArrayList<>();
             FreezingSource source = FreezingSource.of(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP).onFreeze(seen::add);
@@ -63,7 +63,7 @@ class FreezingSourceTest {
 
     @Test
     void dumpModeStaysFrozenUntilTheReadEndsAlsoOnCancel() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(8, true)) {
+        try (SampleProcess target = SampleProcess.start(8, true)) {
             int pid = target.pid();
             FreezingSource source = FreezingSource.of(pid, Freezer.ptrace(pid), FreezeMode.DUMP);
             List<Character> states = new ArrayList<>();
@@ -88,7 +88,7 @@ class FreezingSourceTest {
 
     @Test
     void aPreDumpAfterRewriteHasExactlyTheRewrittenPagesPresent() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(4, false)) {
+        try (SampleProcess target = SampleProcess.start(4, false)) {
             int pid = target.pid();
             long x = target.address(Region.X);
             long xEnd = x + target.bulkPages() * 4096;
@@ -127,14 +127,14 @@ class FreezingSourceTest {
 
     @Test
     void aLayoutThatChangedBeforeTheFreezeIsReadAgain() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+        try (SampleProcess target = SampleProcess.start(0, false)) {
             int pid = target.pid();
             long a = target.address(Region.A);
             FreezingSource.Layout before = FreezingSource.Layout.read(pid);
             assertTrue(before.unchanged(pid));
             assertTrue(before.whileFrozen(pid) == before.regions, "unchanged: the regions read before are used");
             assertTrue(before.regions.stream().anyMatch(r -> r.start() == a));
-            target.signal(ForeignProcess.SIGUSR1);
+            target.signal(SampleProcess.SIGUSR1);
             assertEquals("unmapped A", target.readLine());
             assertTrue(!before.unchanged(pid));
             List<io.pageflux.source.MemoryRegion> now = before.whileFrozen(pid);

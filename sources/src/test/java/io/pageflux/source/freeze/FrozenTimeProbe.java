@@ -1,5 +1,6 @@
 package io.pageflux.source.freeze;
 
+import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.PageChunk;
@@ -22,7 +23,7 @@ public final class FrozenTimeProbe {
     public static void main(String[] args) throws Exception {
         long mib = args.length > 0 ? Long.parseLong(args[0]) : 512;
         int rounds = args.length > 1 ? Integer.parseInt(args[1]) : 10;
-        try (ForeignProcess target = ForeignProcess.sample(mib, false)) {
+        try (SampleProcess target = SampleProcess.start(mib, false)) {
             int pid = target.pid();
             FreezingSource source = FreezingSource.of(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP);
             List<Double> frozenMs = new ArrayList<>();

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pageflux.nativeio.Ptrace;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.sample.SampleProcess;
 import java.io.BufferedReader;
@@ -21,7 +22,7 @@ class ThreadFreezerTest {
 
     @Test
     void freezesEveryThreadIntoATracingStopAndThawsThem() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(1, false)) {
+        try (SampleProcess target = SampleProcess.start(1, false)) {
             int pid = target.pid();
             FrozenProcess frozen = Freezer.ptrace(pid).freeze();
             try {
@@ -50,7 +51,7 @@ class ThreadFreezerTest {
 
     @Test
     void catchesEveryThreadOfATargetThatKeepsCreatingThreads() throws Exception {
-        try (ForeignProcess target = ForeignProcess.threads(4, true)) {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withThreads(4).withSpawner(true))) {
             int pid = target.pid();
             int maxPasses = 0;
             // many rounds: now and then a thread created while freezing comes out already attached to us
@@ -83,7 +84,7 @@ class ThreadFreezerTest {
 
     @Test
     void reportsTheRseqAreaOfEveryThreadWhichHoldsItsCpuNumber() throws Exception {
-        try (ForeignProcess target = ForeignProcess.threads(3, false)) {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withThreads(3))) {
             int pid = target.pid();
             try (FrozenProcess frozen = Freezer.ptrace(pid).freeze();
                  java.io.RandomAccessFile mem = new java.io.RandomAccessFile("/proc/" + pid + "/mem", "r")) {
@@ -109,16 +110,14 @@ class ThreadFreezerTest {
 
     @Test
     void aThreadCreatedWhileFreezingIsCaught() throws Exception {
-        try (ForeignProcess target = ForeignProcess.threads(1, false)) {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withThreads(1))) {
             int pid = target.pid();
             int[] spawned = {0};
             // after the first listing, before anything is seized: make the target create a thread and wait for it
             ThreadFreezer freezer = ThreadFreezer.of(pid).withAfterListing((pass, tids) -> {
                 if (pass == 1) {
-                    target.signal(ForeignProcess.SIGUSR1);
                     try {
-                        String line = target.readLine();
-                        spawned[0] = Integer.parseInt(line.substring("spawned ".length()).trim());
+                        spawned[0] = target.spawnThread();
                     } catch (IOException e) {
                         throw new IllegalStateException(e);
                     }
@@ -138,7 +137,6 @@ class ThreadFreezerTest {
 
     @Test
     void theTargetRunsOnWhenTheFreezingProcessIsKilledMidFreeze() throws Exception {
-        // a direct child of this JVM: it is frozen by ANOTHER process, so our reaper sees nothing
         try (SampleProcess target = SampleProcess.start(1, false)) {
             int pid = target.pid();
             Process holder = new ProcessBuilder(FreezeHolder.command(pid)).redirectError(ProcessBuilder.Redirect.INHERIT)
@@ -173,7 +171,7 @@ class ThreadFreezerTest {
 
     @Test
     void aTargetAlreadyTracedByAnotherProcessGivesAClearErrorAndStaysAsItWas() throws Exception {
-        try (ForeignProcess target = ForeignProcess.sample(0, false)) {
+        try (SampleProcess target = SampleProcess.start(0, false)) {
             int pid = target.pid();
             Process holder = new ProcessBuilder(FreezeHolder.command(pid)).redirectError(ProcessBuilder.Redirect.INHERIT)
                     .start();
@@ -204,14 +202,48 @@ class ThreadFreezerTest {
 
     @Test
     void aChildOfThisJvmIsRefusedAndKeepsRunning() throws Exception {
-        try (SampleProcess child = SampleProcess.start()) {
-            FreezeException e = assertThrows(FreezeException.class, () -> Freezer.ptrace(child.pid()).freeze());
-            assertTrue(e.getMessage().contains("cannot freeze pid=" + child.pid()), e.getMessage());
-            assertTrue(e.getMessage().contains("child of this JVM (pid=" + ProcessHandle.current().pid() + ")"),
-                    e.getMessage());
+        // started directly with ProcessBuilder, not through SampleProcess (which makes it a grandchild)
+        Process child = new ProcessBuilder(SampleProcess.binary().toString()).start();
+        try {
+            BufferedReader out = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.US_ASCII));
+            assertTrue(out.readLine().startsWith("A=0x"), "the sample printed its layout");
+            int pid = (int) child.pid();
+            FreezeException e = assertThrows(FreezeException.class, () -> Freezer.ptrace(pid).freeze());
+            assertEquals("cannot freeze pid=" + pid + " with ptrace: it is a child of this JVM (pid="
+                    + ProcessHandle.current().pid() + "), whose process reaper would take its ptrace stops for an"
+                    + " exit; start the target from another process (e.g. through a shell: sh -c 'prog & wait', as"
+                    + " SampleProcess does), or use the cgroup freezer", e.getMessage());
             assertTrue(child.isAlive());
-            assertFalse(ProcTask.stat(child.pid()).stopped());
-            assertEquals(0, child.rewrite(), "no X region: 0 pages rewritten, but it answered");
+            assertFalse(ProcTask.stat(pid).stopped());
+            assertEquals(0, ProcTask.tracerPid(pid), "nothing was seized");
+            Ptrace.kill(pid, SampleProcess.SIGUSR2);
+            assertEquals("rewrote 0", out.readLine(), "it runs: no X region, 0 pages rewritten, but it answered");
+        } finally {
+            child.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void aSampleProcessIsNotAChildOfThisJvmSoItCanBeFrozenHere() throws Exception {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withThreads(3))) {
+            int pid = target.pid();
+            assertTrue(ProcTask.stat(pid).ppid() != ProcessHandle.current().pid());
+            assertEquals(ProcessHandle.current().pid(), ProcTask.stat(ProcTask.stat(pid).ppid()).ppid(),
+                    "a grandchild: its parent, the shell, is our child");
+            List<Integer> before = ProcTask.threads(pid);
+            assertEquals(4, before.size(), "main and 3 workers: " + before);
+            try (FrozenProcess frozen = Freezer.ptrace(pid).freeze()) {
+                assertEquals(before, frozen.threads());
+                for (int tid : before) {
+                    assertEquals('t', ProcTask.threadStat(pid, tid).state(), "tid=" + tid);
+                }
+                assertTrue(target.isAlive(), "our Process bookkeeping did not take the stop for an exit");
+            }
+            waitUntilRunning(pid);
+            // it runs: the main thread answers a command and creates a fifth thread
+            int tid = target.spawnThread();
+            assertEquals(5, ProcTask.threads(pid).size());
+            assertTrue(ProcTask.threads(pid).contains(tid));
         }
     }
 
@@ -227,7 +259,7 @@ class ThreadFreezerTest {
 
     @Test
     void aTargetExitingWhileFrozenIsThawedWithoutError() throws Exception {
-        try (ForeignProcess target = ForeignProcess.threads(2, false)) {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withThreads(2))) {
             int pid = target.pid();
             FrozenProcess frozen = Freezer.ptrace(pid).freeze();
             target.signal(9); // SIGKILL ends even a ptrace stop
