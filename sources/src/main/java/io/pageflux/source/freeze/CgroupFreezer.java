@@ -19,11 +19,14 @@ import java.util.concurrent.locks.LockSupport;
  * {@code 0}. Every process in the cgroup and its descendants stops, at once, without ptrace: it works
  * on a target that is already being debugged, and for processes that are children of this JVM.
  *
- * <p><b>Caution.</b> Unlike {@link ThreadFreezer}, the kernel does not undo a cgroup freeze when
- * pageflux dies: a {@code kill -9} of the dumper between freeze and thaw leaves the cgroup frozen until
- * someone writes {@code 0} to {@code cgroup.freeze}. pageflux thaws from a shutdown hook on a normal
- * exit or SIGTERM/SIGINT, which covers everything but SIGKILL and a JVM crash. Prefer
- * {@link ThreadFreezer} for single processes.
+ * <p><b>Crash safety.</b> Unlike a ptrace stop, the kernel does not undo a cgroup freeze when the process
+ * that wrote {@code 1} dies. So before freezing, pageflux starts a <em>watchdog</em>: a tiny
+ * {@code /bin/sh} process ({@link #WATCHDOG_SCRIPT}) that blocks reading a pipe from this JVM. A normal
+ * thaw writes {@code 0} itself, then tells the watchdog {@code thawed} and it exits without touching the
+ * cgroup. If this JVM dies while the cgroup is frozen — {@code kill -9}, a crash, the OOM killer — the
+ * kernel closes the pipe, the watchdog reads EOF and writes {@code 0} to {@code cgroup.freeze}. (A
+ * shutdown hook also thaws on a normal exit or SIGTERM/SIGINT.) If the watchdog cannot be started, the
+ * freeze is refused. The watchdog runs in this JVM's cgroup, which is never the frozen one.
  *
  * <p>A cgroup that was already frozen when {@link #freeze()} was called is left frozen at thaw: pageflux
  * only undoes what it did. A cgroup that holds this JVM is refused (it would freeze the dumper).
@@ -32,6 +35,14 @@ public final class CgroupFreezer implements Freezer {
 
     /** Default time the whole cgroup may take to report {@code frozen 1}. */
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(10);
+
+    /**
+     * The watchdog ({@code sh -c SCRIPT pageflux-cgroup-watchdog DIR}): reads one line from its stdin, our
+     * pipe; anything but {@code thawed} (EOF: this JVM died) thaws {@code DIR}.
+     */
+    public static final String WATCHDOG_SCRIPT = "IFS= read -r said; [ \"$said\" = thawed ] && exit 0;"
+            + " printf 0 > \"$1/cgroup.freeze\" && echo \"pageflux: the dumper died while cgroup dir=$1 was frozen:"
+            + " the watchdog thawed it\" >&2";
 
     private final Path dir;
     private final int pid;
@@ -125,15 +136,23 @@ public final class CgroupFreezer implements Freezer {
                     + " target's cgroup");
         }
         boolean wasFrozen = frozen();
+        // started before the freeze: from the moment 1 is written, our death must thaw the cgroup
+        Watchdog watchdog = wasFrozen ? null : Watchdog.start(dir, pid);
         long started = System.nanoTime();
         if (!wasFrozen) {
-            write("1");
+            try {
+                write("1");
+            } catch (FreezeException e) {
+                watchdog.disarm();
+                throw e;
+            }
         }
         long deadline = started + timeout.toNanos();
         int round = 0;
         while (!frozen()) {
             if (System.nanoTime() - deadline > 0) {
                 write("0");
+                watchdog.disarm();
                 throw new FreezeException(pid, "cgroup dir=" + dir + " did not report 'frozen 1' in cgroup.events within "
                         + timeout + " (a task in uninterruptible sleep?); it was thawed; retry or raise the timeout");
             }
@@ -145,7 +164,43 @@ public final class CgroupFreezer implements Freezer {
             }
         }
         long latency = System.nanoTime() - started;
-        return new Frozen(started, latency, procs(), wasFrozen);
+        return new Frozen(started, latency, procs(), wasFrozen, watchdog);
+    }
+
+    /** The watchdog process of one freeze; see the class comment. */
+    private static final class Watchdog {
+        private final Process process;
+
+        private Watchdog(Process process) {
+            this.process = process;
+        }
+
+        static Watchdog start(Path dir, int pid) {
+            try {
+                Process p = new ProcessBuilder("/bin/sh", "-c", WATCHDOG_SCRIPT, "pageflux-cgroup-watchdog", dir.toString())
+                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                        .redirectError(ProcessBuilder.Redirect.INHERIT)
+                        .start();
+                return new Watchdog(p);
+            } catch (IOException e) {
+                throw new FreezeException(pid, "not freezing cgroup dir=" + dir + ": its watchdog (/bin/sh, which thaws"
+                        + " the cgroup if pageflux dies while it is frozen) could not be started: " + e.getMessage()
+                        + "; use the ptrace freezer", e);
+            }
+        }
+
+        /** After a thaw by us: the watchdog exits without writing. */
+        void disarm() {
+            try (var in = process.getOutputStream()) {
+                in.write("thawed\n".getBytes(StandardCharsets.US_ASCII));
+            } catch (IOException e) {
+                // it is gone already (killed by someone): nothing to disarm
+            }
+        }
+
+        long pid() {
+            return process.pid();
+        }
     }
 
     /** Whether {@code cgroup.events} says {@code frozen 1}. */
@@ -233,14 +288,16 @@ public final class CgroupFreezer implements Freezer {
         private final long latencyNanos;
         private final List<Integer> procs;
         private final boolean wasFrozen;
+        private final Watchdog watchdog;
         private final Thread hook;
         private volatile long thawedAt;
 
-        Frozen(long started, long latencyNanos, List<Integer> procs, boolean wasFrozen) {
+        Frozen(long started, long latencyNanos, List<Integer> procs, boolean wasFrozen, Watchdog watchdog) {
             this.started = started;
             this.latencyNanos = latencyNanos;
             this.procs = List.copyOf(procs);
             this.wasFrozen = wasFrozen;
+            this.watchdog = watchdog;
             // a normal exit or SIGTERM/SIGINT while frozen must not leave the cgroup frozen
             this.hook = new Thread(this::thawQuietly, "pageflux-cgroup-thaw");
             if (!wasFrozen) {
@@ -278,7 +335,8 @@ public final class CgroupFreezer implements Freezer {
         public synchronized Duration thaw() {
             if (thawedAt == 0) {
                 if (!wasFrozen) {
-                    write("0"); // throws, leaving it frozen and the hook in place, if the write fails
+                    write("0"); // throws, leaving it frozen and the hook and the watchdog in place, if the write fails
+                    watchdog.disarm();
                     try {
                         Runtime.getRuntime().removeShutdownHook(hook);
                     } catch (IllegalStateException shuttingDown) {
@@ -299,10 +357,20 @@ public final class CgroupFreezer implements Freezer {
             }
         }
 
+        /** Tests: the watchdog's pid (0: none, the cgroup was frozen already). */
+        long watchdogPid() {
+            return watchdog == null ? 0 : watchdog.pid();
+        }
+
         @Override
         public String toString() {
             return "FrozenProcess[cgroup " + dir + " procs=" + procs + (isFrozen() ? " frozen" : " thawed") + "]";
         }
+    }
+
+    /** Tests: the watchdog pid of a freeze by this class (0: none). */
+    static long watchdogPid(FrozenProcess frozen) {
+        return frozen instanceof Frozen f ? f.watchdogPid() : 0;
     }
 
     @Override

@@ -7,10 +7,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.pageflux.source.sample.SampleProcess;
+import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -52,6 +56,105 @@ class CgroupFreezerTest {
             }
         } finally {
             Files.deleteIfExists(dir);
+        }
+    }
+
+    @Test
+    void aCgroupFrozenByADumperThatIsKilledIsThawedByTheWatchdog() throws Exception {
+        Path dir = throwAwayCgroup();
+        try (SampleProcess target = SampleProcess.start(1, true)) {
+            int pid = target.pid();
+            Path home = cgroup2Mount().resolve(ownCgroupPath(pid));
+            Files.writeString(dir.resolve("cgroup.procs"), Integer.toString(pid));
+            Process holder = new ProcessBuilder(FreezeHolder.cgroupCommand(dir))
+                    .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            try {
+                String line = new BufferedReader(new InputStreamReader(holder.getInputStream(), StandardCharsets.US_ASCII))
+                        .readLine();
+                assertTrue(line != null && line.startsWith("frozen pid=" + holder.pid()), "the holder said: " + line);
+                assertTrue(Files.readString(dir.resolve("cgroup.events")).contains("frozen 1"));
+                assertEquals("1", Files.readString(dir.resolve("cgroup.freeze")).trim());
+                List<ProcessHandle> watchdogs = holder.children().filter(CgroupFreezerTest::isWatchdog).toList();
+                assertEquals(1, watchdogs.size(), "one watchdog, a child of the dumper");
+
+                holder.destroyForcibly(); // SIGKILL while frozen: no thaw, no shutdown hook runs
+                assertTrue(holder.waitFor(10, TimeUnit.SECONDS));
+                assertEquals(137, holder.exitValue());
+                ThreadFreezerTest.waitUntil(() -> read(dir.resolve("cgroup.events")).contains("frozen 0"));
+                assertEquals("0", Files.readString(dir.resolve("cgroup.freeze")).trim(), "the watchdog wrote 0");
+                ThreadFreezerTest.waitUntil(() -> !watchdogs.get(0).isAlive());
+                long switches = contextSwitches(pid);
+                ThreadFreezerTest.waitUntil(() -> contextSwitches(pid) > switches);
+                assertTrue(target.isAlive());
+            } finally {
+                holder.destroyForcibly();
+                Files.writeString(dir.resolve("cgroup.freeze"), "0");
+                Files.writeString(home.resolve("cgroup.procs"), Integer.toString(pid));
+            }
+        } finally {
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    @Test
+    void afterANormalThawTheWatchdogExitsWithoutTouchingTheCgroup() throws Exception {
+        Path dir = throwAwayCgroup();
+        try (SampleProcess target = SampleProcess.start()) {
+            int pid = target.pid();
+            Path home = cgroup2Mount().resolve(ownCgroupPath(pid));
+            Files.writeString(dir.resolve("cgroup.procs"), Integer.toString(pid));
+            try {
+                long watchdog;
+                try (FrozenProcess frozen = Freezer.cgroup(dir).freeze()) {
+                    watchdog = CgroupFreezer.watchdogPid(frozen);
+                    assertTrue(watchdog > 0);
+                    ProcessHandle handle = ProcessHandle.of(watchdog).orElseThrow();
+                    assertTrue(isWatchdog(handle), handle.info().toString());
+                }
+                ThreadFreezerTest.waitUntil(() -> ProcessHandle.of(watchdog).map(h -> !h.isAlive()).orElse(true));
+                // someone else freezes it now: a watchdog that was told "thawed" must not interfere
+                Files.writeString(dir.resolve("cgroup.freeze"), "1");
+                ThreadFreezerTest.waitUntil(() -> read(dir.resolve("cgroup.events")).contains("frozen 1"));
+                assertEquals("1", Files.readString(dir.resolve("cgroup.freeze")).trim());
+                Files.writeString(dir.resolve("cgroup.freeze"), "0");
+                // a cgroup frozen before pageflux came stays frozen at thaw, and gets no watchdog
+                Files.writeString(dir.resolve("cgroup.freeze"), "1");
+                ThreadFreezerTest.waitUntil(() -> read(dir.resolve("cgroup.events")).contains("frozen 1"));
+                try (FrozenProcess again = Freezer.cgroup(dir).freeze()) {
+                    assertEquals(0, CgroupFreezer.watchdogPid(again));
+                }
+                assertEquals("1", Files.readString(dir.resolve("cgroup.freeze")).trim());
+            } finally {
+                Files.writeString(dir.resolve("cgroup.freeze"), "0");
+                Files.writeString(home.resolve("cgroup.procs"), Integer.toString(pid));
+            }
+            target.rewrite();
+        } finally {
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /** A new empty cgroup under the cgroup2 mount; skips the test where cgroup v2 is not writable. */
+    private static Path throwAwayCgroup() {
+        Path mount = cgroup2Mount();
+        Path dir = mount.resolve("pageflux-test-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
+        try {
+            Files.createDirectory(dir);
+        } catch (IOException e) {
+            assumeTrue(false, "cannot create a cgroup under " + mount + ": " + e);
+        }
+        return dir;
+    }
+
+    private static boolean isWatchdog(ProcessHandle p) {
+        return p.info().arguments().map(a -> List.of(a).contains("pageflux-cgroup-watchdog")).orElse(false);
+    }
+
+    private static String read(Path file) {
+        try {
+            return Files.readString(file);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
         }
     }
 
