@@ -54,7 +54,7 @@ class IncrementalCommandsTest {
             Cli.Result r1 = run("pre-dump", "--pid", pid, "--out", d1.toString());
             assertEquals(0, r1.exit(), r1.toString());
             assertTrue(r1.out().contains("  frozen   "), r1.out());
-            assertTrue(r1.out().contains("(ptrace:" + pid + ", 1 threads, stop latency "), r1.out());
+            assertTrue(r1.out().contains("(ptrace:" + pid + ", 1 thread, stop latency "), r1.out());
             assertTrue(r1.out().contains(" unchanged (PE_PARENT holes), no parent; page digests (xxHash64) took "),
                     r1.out());
             assertTrue(r1.out().contains("  digests  " + d1.resolve("pageflux-digests.bin")), r1.out());

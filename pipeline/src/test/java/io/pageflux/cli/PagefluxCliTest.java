@@ -314,6 +314,21 @@ class PagefluxCliTest {
         assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "sample still running");
         assertTrue(ImageDirectory.open(dir).verify().presentPages() >= 104);
 
+        // the pre-dumps: frozen by ptrace (the sample is no child of ours), the second writes only changed pages
+        long xPages = DemoCommand.BULK_MIB * 256L;
+        assertTrue(r.out().contains("sample  rewrote " + xPages / 4 + " of " + xPages + " pages of region X"), r.out());
+        Matcher frozen = Pattern.compile("frozen ([0-9.]+) ms \\(ptrace:" + pid + ", 1 thread,").matcher(r.out());
+        assertTrue(frozen.find() && frozen.find(), "each pre-dump states its ptrace freeze: " + r.out());
+        Matcher second = Pattern.compile("pre-dump-2 +(\\d+) pages written, (\\d+) unchanged").matcher(r.out());
+        assertTrue(second.find(), r.out());
+        long written = Long.parseLong(second.group(1));
+        assertTrue(written >= xPages / 4 && written <= xPages / 4 + 64, "the rewritten pages and a few others: " + written);
+        assertTrue(Long.parseLong(second.group(2)) >= xPages * 3 / 4, r.out());
+        assertTrue(r.out().contains("with the live sample: all equal"), r.out());
+        ImageDirectory pre2 = ImageDirectory.open(dir.resolve("pre-dump-2")).verify();
+        assertEquals(written, pre2.presentPages());
+        assertEquals(dir.resolve("pre-dump-1").toRealPath(), pre2.parent().orElseThrow().toRealPath());
+
         // a second demo replaces the first one's images
         Cli.Result again = Cli.run("demo", "--dir", dir.toString());
         assertEquals(0, again.exit(), again.toString());

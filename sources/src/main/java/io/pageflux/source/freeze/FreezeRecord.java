@@ -18,8 +18,8 @@ public record FreezeRecord(FreezeMode mode, String freezer, int threads, Duratio
 
     @Override
     public String toString() {
-        return String.format("frozen %.3f ms (%s, %d threads, stop latency %.3f ms, %s %.3f ms, runs=%d)",
-                frozen.toNanos() / 1e6, freezer, threads, latency.toNanos() / 1e6,
+        return String.format("frozen %.3f ms (%s, %d thread%s, stop latency %.3f ms, %s %.3f ms, runs=%d)",
+                frozen.toNanos() / 1e6, freezer, threads, threads == 1 ? "" : "s", latency.toNanos() / 1e6,
                 mode == FreezeMode.DUMP ? "scan+read" : "scan", scan.toNanos() / 1e6, runs);
     }
 }
