@@ -62,9 +62,10 @@ final class ProgressBar implements Consumer<DumpProgress> {
         }
         bar.append(']');
         String eta = p.finished() ? "done" : p.eta().map(d -> "ETA " + clock(d)).orElse("ETA --:--");
-        return String.format(Locale.ROOT, "%s %3d%%  %s / %s  %s/s  %s%s", bar, Math.round(fraction * 100),
+        return String.format(Locale.ROOT, "%s %3d%%  %s / %s  %s/s  %s%s%s", bar, Math.round(fraction * 100),
                 DataSize.format(p.bytesDone()), DataSize.format(p.bytesPlanned()),
                 DataSize.format((long) p.bytesPerSecond()), eta,
+                p.frozen().isZero() ? "" : String.format(Locale.ROOT, "  frozen %.1f ms", p.frozen().toNanos() / 1e6),
                 p.pagesVanished() > 0 ? "  vanished " + p.pagesVanished() + " pages" : "");
     }
 

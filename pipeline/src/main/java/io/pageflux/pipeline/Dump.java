@@ -11,6 +11,7 @@ import io.pageflux.source.MemorySource;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.ReadOptions;
 import io.pageflux.source.RegionPolicy;
+import io.pageflux.source.freeze.FreezingSource;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -264,9 +265,11 @@ public final class Dump {
         }
     }
 
-    private static DumpProgress snapshot(DumpStats stats, BufferPool pool, long started, boolean finished) {
+    private DumpProgress snapshot(DumpStats stats, BufferPool pool, long started, boolean finished) {
+        // a freezing source knows how long it has kept the target stopped; other sources never stop it
+        Duration frozen = source instanceof FreezingSource f ? f.frozenSoFar() : Duration.ZERO;
         return new DumpProgress(stats.pagesRead(), stats.pagesPlanned(), stats.pagesVanished(),
-                Duration.ofNanos(System.nanoTime() - started), pool.leasedBuffers(), finished);
+                Duration.ofNanos(System.nanoTime() - started), pool.leasedBuffers(), finished, frozen);
     }
 
     private DumpReport report(DumpStats stats, BufferPool pool, List<SinkResult> results, Duration duration) {

@@ -14,9 +14,26 @@ import java.util.Optional;
  * @param elapsed        time since the dump started
  * @param leasedBuffers  pool buffers leased right now (never more than the budget allows)
  * @param finished       whether this is the last snapshot of a dump that completed
+ * @param frozen         how long the target has been stopped so far (zero: never frozen, e.g. a
+ *                       {@link io.pageflux.source.LiveProcess}); it grows while a frozen dump reads
  */
 public record DumpProgress(long pagesDone, long pagesPlanned, long pagesVanished, Duration elapsed,
-                           int leasedBuffers, boolean finished) {
+                           int leasedBuffers, boolean finished, Duration frozen) {
+
+    public DumpProgress {
+        java.util.Objects.requireNonNull(frozen, "frozen");
+    }
+
+    /** A snapshot of a dump that does not freeze its target. */
+    public DumpProgress(long pagesDone, long pagesPlanned, long pagesVanished, Duration elapsed, int leasedBuffers,
+                        boolean finished) {
+        this(pagesDone, pagesPlanned, pagesVanished, elapsed, leasedBuffers, finished, Duration.ZERO);
+    }
+
+    /** A copy with {@code frozen} as the frozen time. */
+    public DumpProgress withFrozen(Duration frozen) {
+        return new DumpProgress(pagesDone, pagesPlanned, pagesVanished, elapsed, leasedBuffers, finished, frozen);
+    }
 
     public long bytesDone() {
         return pagesDone * io.pageflux.source.PageRun.PAGE_SIZE;

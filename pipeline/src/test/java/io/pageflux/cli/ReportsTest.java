@@ -67,6 +67,9 @@ class ReportsTest {
                 .replace("3.98 MiB", io.pageflux.source.DataSize.format(1020L * 4096))
                 .replace("2 MiB/s", io.pageflux.source.DataSize.format(1020L * 4096 / 2) + "/s"), ProgressBar.render(done));
         assertEquals("1:01:01", ProgressBar.clock(Duration.ofSeconds(3661)));
+        // a freezing dump states how long the target has been stopped so far
+        assertEquals("[#######.....................]  25%  1 MiB / 4 MiB  1 MiB/s  ETA 0:03  frozen 4.3 ms",
+                ProgressBar.render(p.withFrozen(Duration.ofNanos(4_321_000))));
     }
 
     @Test

@@ -22,6 +22,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Schedulers;
@@ -188,8 +189,13 @@ public final class IncrementalDump {
                 .budget(budget)
                 .chunkSize(chunkSize)
                 .to(wrapped.toArray(PageSink[]::new));
+        // DUMP: the freeze is ours, not the source's; progress adds its running time to the source's
+        AtomicReference<FrozenProcess> outerFreeze = new AtomicReference<>();
         if (progress != null) {
-            dump = dump.progress(progressInterval, progress);
+            dump = dump.progress(progressInterval, p -> {
+                FrozenProcess outer = outerFreeze.get();
+                progress.accept(outer == null ? p : p.withFrozen(p.frozen().plus(outer.frozenTime())));
+            });
         }
 
         long started = System.nanoTime();
@@ -197,6 +203,7 @@ public final class IncrementalDump {
         if (mode == FreezeMode.DUMP) {
             freezer.prepare();
             frozen = freezer.freeze();
+            outerFreeze.set(frozen);
         }
         DumpReport report;
         PageDigests digests;

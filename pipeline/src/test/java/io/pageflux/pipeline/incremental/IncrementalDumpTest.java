@@ -153,6 +153,58 @@ class IncrementalDumpTest {
             e = assertThrows(ParentDumpException.class, () -> ParentDump.open(ofOther, pid));
             assertTrue(e.getMessage().startsWith("parent=" + ofOther + " is a dump of pid=" + other.pid() + ", not of pid="
                     + pid), e.getMessage());
+
+            // nothing was frozen or attached, and the target runs: it answers
+            assertEquals(0, io.pageflux.source.freeze.ProcTask.tracerPid(pid));
+            assertFalse(io.pageflux.source.freeze.ProcTask.stat(pid).stopped());
+            assertEquals(0, target.rewrite(), "no X region: 0 pages rewritten, but it answered");
+        }
+    }
+
+    @Test
+    void aPreDumpOfATargetThatKeepsCreatingThreadsFreezesThemAllAndLeavesItRunning() throws Exception {
+        try (SampleProcess target = SampleProcess.start(SampleProcess.Options.defaults().withBulkMib(2).withThreads(3)
+                .withSpawner(true))) {
+            int pid = target.pid();
+            Path d1 = tmp.resolve("d1");
+            IncrementalReport r1 = preDump(pid, d1, null);
+            // main, 3 workers, the spawner, and whichever short-lived threads were alive
+            assertTrue(r1.freezes().get(0).threads() >= 5, r1.freezes().toString());
+            IncrementalReport r2 = preDump(pid, tmp.resolve("d2"), ParentDump.open(d1, pid));
+            assertTrue(r2.pagesUnchanged() >= target.bulkPages(), "X did not change: " + r2.line());
+            // thawed: every thread runs, the main thread answers and creates one more
+            int tid = target.spawnThread();
+            for (int t : io.pageflux.source.freeze.ProcTask.threads(pid)) {
+                io.pageflux.source.freeze.ProcTask.Stat s = io.pageflux.source.freeze.ProcTask.threadStat(pid, t);
+                assertTrue(s == null || s.state() != 't', "tid=" + t + " still stopped");
+            }
+            assertTrue(io.pageflux.source.freeze.ProcTask.threads(pid).contains(tid));
+        }
+    }
+
+    @Test
+    void progressSnapshotsStateTheFrozenTime() throws Exception {
+        try (SampleProcess target = SampleProcess.start(8, false)) {
+            int pid = target.pid();
+            for (FreezeMode mode : new FreezeMode[] {FreezeMode.PRE_DUMP, FreezeMode.DUMP}) {
+                java.util.List<io.pageflux.pipeline.DumpProgress> ticks = new java.util.concurrent.CopyOnWriteArrayList<>();
+                Path out = tmp.resolve(mode.cliName());
+                IncrementalReport r = IncrementalDump.of(pid).mode(mode).to(PageSinks.criuImages(out))
+                        .progress(java.time.Duration.ofMillis(1), ticks::add).run().block();
+                io.pageflux.pipeline.DumpProgress last = ticks.get(ticks.size() - 1);
+                assertTrue(last.finished(), mode + ": " + last);
+                if (mode == FreezeMode.PRE_DUMP) {
+                    // frozen for the scan only, before any page was read: the last snapshot has the whole freeze
+                    assertEquals(r.frozen(), last.frozen(), mode.cliName());
+                } else {
+                    // frozen around the whole read: the snapshots see a freeze that is still going on
+                    assertTrue(last.frozen().toNanos() > 0 && last.frozen().compareTo(r.frozen()) <= 0,
+                            mode + ": " + last.frozen() + " of " + r.frozen());
+                }
+                for (int i = 1; i < ticks.size(); i++) {
+                    assertTrue(ticks.get(i).frozen().compareTo(ticks.get(i - 1).frozen()) >= 0, "frozen time never shrinks");
+                }
+            }
         }
     }
 

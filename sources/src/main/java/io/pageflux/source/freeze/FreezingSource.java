@@ -62,6 +62,8 @@ public final class FreezingSource implements MemorySource {
     private final UnaryOperator<ChunkReader> decorator;
     private final Consumer<FreezeRecord> listener;
     private final List<FreezeRecord> freezes = new ArrayList<>();
+    /** Freezes in progress (not yet thawed and recorded), for {@link #frozenSoFar()}; guarded by {@code freezes}. */
+    private final List<FrozenProcess> ongoing = new ArrayList<>();
 
     private FreezingSource(int pid, Freezer freezer, FreezeMode mode, ScannerKind scanner,
                            UnaryOperator<ChunkReader> decorator, Consumer<FreezeRecord> listener) {
@@ -145,7 +147,7 @@ public final class FreezingSource implements MemorySource {
             case PRE_DUMP -> {
                 Layout running = Layout.read(pid);
                 warmUp(running, options);
-                FrozenProcess frozen = freezer.freeze();
+                FrozenProcess frozen = started(freezer.freeze());
                 long t0 = System.nanoTime();
                 RunList runs = null;
                 try (PageScan scan = PageScan.open(pid, running.whileFrozen(pid), options.policy(), scanner,
@@ -161,7 +163,7 @@ public final class FreezingSource implements MemorySource {
             case DUMP -> {
                 Layout running = Layout.read(pid);
                 warmUp(running, options);
-                FrozenProcess frozen = freezer.freeze();
+                FrozenProcess frozen = started(freezer.freeze());
                 long t0 = System.nanoTime();
                 PageScan scan = null;
                 try {
@@ -273,10 +275,18 @@ public final class FreezingSource implements MemorySource {
         }
     }
 
+    private FrozenProcess started(FrozenProcess frozen) {
+        synchronized (freezes) {
+            ongoing.add(frozen);
+        }
+        return frozen;
+    }
+
     private void record(FrozenProcess frozen, Duration total, Duration scan, long runs) {
         FreezeRecord r = new FreezeRecord(mode, freezer.describe(), frozen.threads().size(), frozen.freezeLatency(),
                 total, scan, runs);
         synchronized (freezes) {
+            ongoing.remove(frozen);
             freezes.add(r);
         }
         listener.accept(r);
@@ -296,7 +306,24 @@ public final class FreezingSource implements MemorySource {
         }
     }
 
-    /** Total time the target was stopped over all freezes. */
+    /**
+     * How long the target has been stopped so far: every recorded freeze plus the one in progress, if
+     * any (a {@link FreezeMode#DUMP} read). For progress output while a dump runs.
+     */
+    public Duration frozenSoFar() {
+        synchronized (freezes) {
+            Duration sum = Duration.ZERO;
+            for (FreezeRecord r : freezes) {
+                sum = sum.plus(r.frozen());
+            }
+            for (FrozenProcess f : ongoing) {
+                sum = sum.plus(f.frozenTime());
+            }
+            return sum;
+        }
+    }
+
+    /** Total time the target was stopped over all recorded (thawed) freezes. */
     public Duration totalFrozen() {
         Duration sum = Duration.ZERO;
         for (FreezeRecord r : freezes()) {
