@@ -1,11 +1,11 @@
 package io.pageflux.pipeline.incremental;
 
-import io.pageflux.source.sample.SampleProcess;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pageflux.pipeline.DumpProgress;
 import io.pageflux.sink.PageSinks;
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.PagemapImage;
@@ -15,14 +15,19 @@ import io.pageflux.source.PagemapId;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.freeze.ProcTask;
 import io.pageflux.source.incremental.PageDigests;
+import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.source.sample.SampleProcess.Region;
 import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -155,8 +160,8 @@ class IncrementalDumpTest {
                     + pid), e.getMessage());
 
             // nothing was frozen or attached, and the target runs: it answers
-            assertEquals(0, io.pageflux.source.freeze.ProcTask.tracerPid(pid));
-            assertFalse(io.pageflux.source.freeze.ProcTask.stat(pid).stopped());
+            assertEquals(0, ProcTask.tracerPid(pid));
+            assertFalse(ProcTask.stat(pid).stopped());
             assertEquals(0, target.rewrite(), "no X region: 0 pages rewritten, but it answered");
         }
     }
@@ -174,11 +179,11 @@ class IncrementalDumpTest {
             assertTrue(r2.pagesUnchanged() >= target.bulkPages(), "X did not change: " + r2.line());
             // thawed: every thread runs, the main thread answers and creates one more
             int tid = target.spawnThread();
-            for (int t : io.pageflux.source.freeze.ProcTask.threads(pid)) {
-                io.pageflux.source.freeze.ProcTask.Stat s = io.pageflux.source.freeze.ProcTask.threadStat(pid, t);
+            for (int t : ProcTask.threads(pid)) {
+                ProcTask.Stat s = ProcTask.threadStat(pid, t);
                 assertTrue(s == null || s.state() != 't', "tid=" + t + " still stopped");
             }
-            assertTrue(io.pageflux.source.freeze.ProcTask.threads(pid).contains(tid));
+            assertTrue(ProcTask.threads(pid).contains(tid));
         }
     }
 
@@ -187,11 +192,11 @@ class IncrementalDumpTest {
         try (SampleProcess target = SampleProcess.start(8, false)) {
             int pid = target.pid();
             for (FreezeMode mode : new FreezeMode[] {FreezeMode.PRE_DUMP, FreezeMode.DUMP}) {
-                java.util.List<io.pageflux.pipeline.DumpProgress> ticks = new java.util.concurrent.CopyOnWriteArrayList<>();
+                List<DumpProgress> ticks = new CopyOnWriteArrayList<>();
                 Path out = tmp.resolve(mode.cliName());
                 IncrementalReport r = IncrementalDump.of(pid).mode(mode).to(PageSinks.criuImages(out))
-                        .progress(java.time.Duration.ofMillis(1), ticks::add).run().block();
-                io.pageflux.pipeline.DumpProgress last = ticks.get(ticks.size() - 1);
+                        .progress(Duration.ofMillis(1), ticks::add).run().block();
+                DumpProgress last = ticks.get(ticks.size() - 1);
                 assertTrue(last.finished(), mode + ": " + last);
                 if (mode == FreezeMode.PRE_DUMP) {
                     // frozen for the scan only, before any page was read: the last snapshot has the whole freeze

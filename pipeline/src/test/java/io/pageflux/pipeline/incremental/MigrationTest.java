@@ -1,6 +1,5 @@
 package io.pageflux.pipeline.incremental;
 
-import io.pageflux.source.sample.SampleProcess;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -15,6 +14,7 @@ import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.sample.SampleProcess;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

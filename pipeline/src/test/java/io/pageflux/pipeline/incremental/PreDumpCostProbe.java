@@ -1,7 +1,7 @@
 package io.pageflux.pipeline.incremental;
 
-import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.sink.PageSinks;
+import io.pageflux.source.sample.SampleProcess;
 
 /**
  * Not a test: measures what a pre-dump of a sample target with {@code args[0]} MiB (default 512) costs,

@@ -1,11 +1,11 @@
 package io.pageflux.source.freeze;
 
-import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.ReadOptions;
 import io.pageflux.source.RegionPolicy;
+import io.pageflux.source.sample.SampleProcess;
 import java.util.ArrayList;
 import java.util.List;
 
