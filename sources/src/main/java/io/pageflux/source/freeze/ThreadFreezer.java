@@ -158,7 +158,7 @@ public final class ThreadFreezer implements Freezer {
             throw new FreezeException(pid, "cannot freeze pid=" + pid + " with ptrace: it is a child of this JVM (pid="
                     + self + "), whose process reaper would take its ptrace stops for an exit; start the target"
                     + " from another process (e.g. through a shell: sh -c 'prog & wait', as"
-                    + " SampleProcess does), or use the cgroup freezer");
+                    + " io.pageflux.source.sample.DetachedProcess does), or use the cgroup freezer");
         }
         int tracer = ProcTask.tracerPid(pid);
         if (tracer > 0) {

@@ -212,7 +212,7 @@ class ThreadFreezerTest {
             assertEquals("cannot freeze pid=" + pid + " with ptrace: it is a child of this JVM (pid="
                     + ProcessHandle.current().pid() + "), whose process reaper would take its ptrace stops for an"
                     + " exit; start the target from another process (e.g. through a shell: sh -c 'prog & wait', as"
-                    + " SampleProcess does), or use the cgroup freezer", e.getMessage());
+                    + " io.pageflux.source.sample.DetachedProcess does), or use the cgroup freezer", e.getMessage());
             assertTrue(child.isAlive());
             assertFalse(ProcTask.stat(pid).stopped());
             assertEquals(0, ProcTask.tracerPid(pid), "nothing was seized");
