@@ -2,6 +2,7 @@ package io.pageflux.sink.compress;
 
 import static io.pageflux.sink.compress.CompressedPagesFormat.*;
 
+import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.source.PageRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -15,7 +16,7 @@ import java.nio.file.Path;
  * size. The file is written with {@code O_DIRECT} where the file system allows it
  * ({@link DirectFileOutput}: the page cache would cost more CPU than the compression saves).
  */
-final class CompressedPagesWriter implements AutoCloseable {
+final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, AutoCloseable {
 
     private final Path file;
     private final DirectFileOutput out;
@@ -59,7 +60,8 @@ final class CompressedPagesWriter implements AutoCloseable {
     }
 
     /** Writes index and footer and fsyncs the file; it is complete afterwards. */
-    void finish() throws IOException {
+    @Override
+    public void finish() throws IOException {
         if (finished) {
             return;
         }
@@ -86,12 +88,14 @@ final class CompressedPagesWriter implements AutoCloseable {
         }
     }
 
-    Path file() {
+    @Override
+    public Path file() {
         return file;
     }
 
     /** Bytes in the file so far. */
-    long bytesWritten() {
+    @Override
+    public long bytesWritten() {
         return position;
     }
 
