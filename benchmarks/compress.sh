@@ -3,7 +3,7 @@
 # command-line tools, on one target with realistic memory, in one invocation.
 #
 #   benchmarks/compress.sh [--gib N] [--runs 2] [--budget 64M] [--corpus "usr/share usr/lib"] [--out DIR]
-#                          [--methods pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3]
+#                          [--methods pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,...]
 #
 # Needs: gcc, tar, python3 and the CLIs `zstd` and `lz4` (Debian:
 # apt-get install -y zstd lz4); root or CAP_SYS_PTRACE. Run it on a quiet machine (on the shared
@@ -21,6 +21,9 @@
 #   c-lz4      refread pipe PID | lz4 -1 > FILE; sync FILE
 #   c-zstd1    refread pipe PID | zstd -T2 -1 > FILE; sync FILE
 #   c-zstd3    refread pipe PID | zstd -T2 -3 > FILE; sync FILE
+#   c-raw-direct, c-lz4-direct, c-zstd1-direct, c-zstd3-direct: the same into
+#              `dd of=FILE bs=1M iflag=fullblock oflag=direct` (O_DIRECT, as pageflux writes
+#              compressed pages files; dd writes the last partial block without it); then sync FILE
 # The previous output is deleted before each run; caches are not dropped (the machine may not
 # allow it), so every time ends with the output fsynced: pageflux fsyncs every file and the
 # directory before it renames it into place, the C pipelines end with `sync FILE` (fsync).
@@ -34,7 +37,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 gib=2 runs=2 budget=64M corpus="usr/share usr/lib" outdir=/var/tmp
-all_methods=pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3
+all_methods=pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,c-raw-direct,c-lz4-direct,c-zstd1-direct,c-zstd3-direct
 selected=$all_methods
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -101,7 +104,9 @@ print(f"{end - start:.3f} {r['durationMillis'] / 1000:.3f} {r['bytesDumped']} {s
 PY
 }
 
-measure_c() { # raw | lz4 | zstd1 | zstd3
+direct_to() { dd of="$1" bs=1M iflag=fullblock oflag=direct status=none; }
+
+measure_c() { # raw | lz4 | zstd1 | zstd3, optionally with -direct
   rm -f "$work/c.out"
   local start end stats
   start=$(now)
@@ -110,6 +115,10 @@ measure_c() { # raw | lz4 | zstd1 | zstd3
     lz4) stats=$( { "$work/refread" pipe "$target_pid" | lz4 -1 -q > "$work/c.out"; } 2>&1 ) ;;
     zstd1) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -1 -q > "$work/c.out"; } 2>&1 ) ;;
     zstd3) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -3 -q > "$work/c.out"; } 2>&1 ) ;;
+    raw-direct) stats=$( { "$work/refread" pipe "$target_pid" | direct_to "$work/c.out"; } 2>&1 ) ;;
+    lz4-direct) stats=$( { "$work/refread" pipe "$target_pid" | lz4 -1 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
+    zstd1-direct) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -1 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
+    zstd3-direct) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -3 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
   esac
   sync "$work/c.out"   # fsync: the data is on the disk, as pageflux's is
   end=$(now)
@@ -122,7 +131,9 @@ declare -A labels=(
   [pf-raw]="pageflux dump (raw CRIU images)" [pf-lz4]="pageflux dump --compress lz4"
   [pf-zstd1]="pageflux dump --compress zstd:1" [pf-zstd3]="pageflux dump --compress zstd:3"
   [c-raw]="C refread copy (raw, fsync)" [c-lz4]="C refread | lz4 -1"
-  [c-zstd1]="C refread | zstd -T2 -1" [c-zstd3]="C refread | zstd -T2 -3")
+  [c-zstd1]="C refread | zstd -T2 -1" [c-zstd3]="C refread | zstd -T2 -3"
+  [c-raw-direct]="C refread | dd oflag=direct" [c-lz4-direct]="C refread | lz4 -1 | dd oflag=direct"
+  [c-zstd1-direct]="C refread | zstd -T2 -1 | dd oflag=direct" [c-zstd3-direct]="C refread | zstd -T2 -3 | dd oflag=direct")
 IFS=, read -r -a methods <<<"$selected"
 for m in "${methods[@]}"; do
   [ -n "${labels[$m]:-}" ] || { echo "unknown method $m (known: $all_methods)" >&2; exit 2; }
@@ -146,13 +157,13 @@ done
 rm -rf "$work/out" "$work/c.out"
 
 echo
-echo "| method                              | wall s | own s  |  size MiB | ratio | GiB/s (wall) |"
-echo "|-------------------------------------|--------|--------|-----------|-------|--------------|"
+echo "| method                                    | wall s | own s  |  size MiB | ratio | GiB/s (wall) |"
+echo "|-------------------------------------------|--------|--------|-----------|-------|--------------|"
 for m in "${methods[@]}"; do
   python3 - "${labels[$m]}" ${best[$m]} <<'PY'
 import sys
 label, wall, own, raw, size = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-print(f"| {label:<35} | {wall:6.2f} | {own:6.2f} | {size / 2**20:9.1f} | {raw / size:5.2f} | {raw / wall / 2**30:12.2f} |")
+print(f"| {label:<41} | {wall:6.2f} | {own:6.2f} | {size / 2**20:9.1f} | {raw / size:5.2f} | {raw / wall / 2**30:12.2f} |")
 PY
 done
 echo "(own s: pageflux's report duration, without JVM start-up; for C the same as wall)"
