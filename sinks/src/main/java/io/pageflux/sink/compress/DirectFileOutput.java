@@ -4,6 +4,7 @@ import com.sun.nio.file.ExtendedOpenOption;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -22,8 +23,8 @@ import java.nio.file.StandardOpenOption;
  * <p>How: bytes are copied into a block-aligned staging buffer and written in whole, aligned
  * buffers at aligned offsets. {@link #finish()} writes the last whole blocks directly and the tail
  * (less than one block) through a second, ordinary descriptor, then fsyncs. When the file system
- * refuses {@code O_DIRECT} (tmpfs, some FUSE and network file systems) the file is written through
- * the page cache instead, with the same staging buffer; nothing else changes.
+ * refuses {@code O_DIRECT} (some FUSE and network file systems; tmpfs before Linux 6.6) the file is
+ * written through the page cache instead, with the same staging buffer; nothing else changes.
  *
  * <p>Memory: the staging buffer ({@link #STAGING_BYTES}) is allocated per open file, outside the
  * dump's buffer pool, like the pagemap writers' small buffers.
@@ -56,8 +57,10 @@ final class DirectFileOutput implements AutoCloseable {
                 blockSize = (int) Math.max(4096, Files.getFileStore(file.toAbsolutePath().getParent()).getBlockSize());
                 ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
                         ExtendedOpenOption.DIRECT);
+            } catch (FileAlreadyExistsException e) {
+                throw e;
             } catch (UnsupportedOperationException | IOException e) {
-                // O_DIRECT refused (EINVAL on tmpfs): the file may have been created before open failed
+                // O_DIRECT refused (EINVAL): with CREATE_NEW, a file there now is the one this open created
                 Files.deleteIfExists(file);
                 blockSize = 1;
             }
