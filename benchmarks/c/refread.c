@@ -5,9 +5,10 @@
  *   refread vm   PID [CHUNK_MIB]          process_vm_readv, one 4 MiB buffer, one call per chunk
  *   refread mem  PID [CHUNK_MIB]          pread(/proc/PID/mem) in chunks
  *   refread copy PID FILE [CHUNK_MIB]     process_vm_readv + write(2) to FILE (then fsync)
+ *   refread pipe PID [CHUNK_MIB]          process_vm_readv + write(2) to stdout (for `| zstd`, `| lz4`)
  *
  * It reads every private, readable, anonymous or written region of /proc/PID/maps — the bulk of a
- * benchmark target — and prints: "bytes=N seconds=S gibps=G".
+ * benchmark target — and prints: "bytes=N seconds=S gibps=G" (on stderr in pipe mode).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -26,12 +27,13 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: refread vm|mem PID [CHUNK_MIB] | refread copy PID FILE [CHUNK_MIB]\n");
+        fprintf(stderr, "usage: refread vm|mem|pipe PID [CHUNK_MIB] | refread copy PID FILE [CHUNK_MIB]\n");
         return 2;
     }
     const char *mode = argv[1];
     pid_t pid = atoi(argv[2]);
     int copy = !strcmp(mode, "copy");
+    int to_stdout = !strcmp(mode, "pipe");
     const char *out_path = copy ? argv[3] : NULL;
     int chunk_arg = copy ? 4 : 3;
     size_t chunk = (argc > chunk_arg ? strtoull(argv[chunk_arg], NULL, 10) : 4) << 20;
@@ -48,6 +50,7 @@ int main(int argc, char **argv) {
         out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (out < 0) { perror(out_path); return 1; }
     }
+    if (to_stdout) out = STDOUT_FILENO;
     char *buf = aligned_alloc(4096, chunk);
     memset(buf, 0, chunk);
 
@@ -75,11 +78,16 @@ int main(int argc, char **argv) {
             }
             if (n < 0) { perror("read"); break; }
             total += (unsigned long long)n;
-            if (copy && n > 0 && write(out, buf, (size_t)n) != n) { perror("write"); return 1; }
+            for (ssize_t done = 0; out >= 0 && done < n;) { /* a pipe takes partial writes */
+                ssize_t w = write(out, buf + done, (size_t)(n - done));
+                if (w < 0) { perror("write"); return 1; }
+                done += w;
+            }
         }
     }
     if (copy) fsync(out);
     double secs = now() - start;
-    printf("bytes=%llu seconds=%.4f gibps=%.3f\n", total, secs, total / secs / (1024.0 * 1024 * 1024));
+    fprintf(to_stdout ? stderr : stdout, "bytes=%llu seconds=%.4f gibps=%.3f\n", total, secs,
+            total / secs / (1024.0 * 1024 * 1024));
     return 0;
 }

@@ -4,6 +4,7 @@ import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.PageSink;
 import io.pageflux.sink.SinkResult;
 import io.pageflux.sink.criu.CriuImageOptions;
+import io.pageflux.sink.criu.CriuLayout;
 import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.sink.criu.ImageWriteException;
 import io.pageflux.source.PageChunk;
@@ -11,7 +12,7 @@ import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.Objects;
 import reactor.core.publisher.Flux;
@@ -19,7 +20,8 @@ import reactor.core.publisher.Mono;
 
 /**
  * Writes a dump as a CRIU image directory whose pagemaps, inventory and parent link are exactly
- * those {@link io.pageflux.sink.criu.CriuImageSink} writes, but whose page data goes to
+ * those {@link io.pageflux.sink.criu.CriuImageSink} writes — the same {@link ImageDirectoryWriter}
+ * and {@link CriuLayout} write them — but whose page data goes to
  * compressed pages files {@code pages-<id>.img.zst} / {@code .lz4} / {@code .gz}
  * ({@link CompressedPagesFormat}) instead of {@code pages-<id>.img}. {@link CompressedImages#unpack}
  * turns it back into the plain directory, byte for byte.
@@ -90,34 +92,29 @@ public final class CompressedImageSink implements PageSink {
         return "CompressedImageSink[" + dir + " " + compression.codec() + "]";
     }
 
-    /** One directory being written: the directory writer (temp dir, inventory, commit) and our files. */
+    /**
+     * One directory being written: a CRIU {@link ImageDirectoryWriter} (temporary directory,
+     * pagemaps, inventory, parent link, commit) whose pages files are our compressed ones
+     * ({@link ImageDirectoryWriter.Options#withPagesFiles}).
+     */
     private final class Output {
         private final ImageDirectoryWriter writer;
         private final InFlight inFlight = new InFlight();
-        private final Map<PagemapId, Pagemap> pagemaps = new LinkedHashMap<>();
-        private long nextPagesId;
+        /** The compressed pages file of each pagemap, created by the directory writer through the factory. */
+        private final Map<PagemapId, CompressedPagesWriter> pagesFiles = new HashMap<>();
 
         Output(DumpContext context) {
-            writer = ImageDirectoryWriter.create(dir, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
-                    context.parent(), options.firstPagesId(), options.force()));
-            nextPagesId = options.firstPagesId();
-            try {
-                for (PagemapId id : CriuLayout.pagemapOrder(context)) {
-                    pagemap(id);
-                }
-            } catch (RuntimeException e) {
-                abort();
-                throw e;
-            }
+            writer = CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
+                            context.parent(), options.firstPagesId(), options.force())
+                    .withPagesFiles(this::createPagesFile));
         }
 
-        private Pagemap pagemap(PagemapId id) {
-            Pagemap pm = pagemaps.get(id);
-            if (pm == null) {
-                pm = new Pagemap(id, nextPagesId++);
-                pagemaps.put(id, pm);
-            }
-            return pm;
+        private CompressedPagesWriter createPagesFile(Path directory, PagemapId id, long pagesId) throws IOException {
+            Codec.Algorithm codec = compression.codec().algorithm();
+            CompressedPagesWriter f = new CompressedPagesWriter(
+                    directory.resolve(CompressedPagesFormat.pagesFileName(pagesId, codec)), codec, compression.frameBytes());
+            pagesFiles.put(id, f);
+            return f;
         }
 
         /** Writes one compressed chunk's entries and frames, then releases it. */
@@ -130,134 +127,36 @@ public final class CompressedImageSink implements PageSink {
                     return; // cancelled while the chunk was on its way
                 }
                 for (CompressedChunk.Segment s : chunk.segments()) {
-                    Pagemap pm = pagemap(s.pagemap());
-                    pm.add(s);
+                    ImageDirectoryWriter.PagemapWriter pagemap = writer.openPagemap(s.pagemap());
+                    for (PageRun run : s.runs()) {
+                        pagemap.add(run.pagemapVaddr(), run.pages(), run.flags(), null); // data: the frames below
+                    }
+                    CompressedPagesWriter data = pagesFiles.get(s.pagemap());
                     for (CompressedChunk.Frame f : s.frames()) {
-                        pm.frame(f.header(), chunk.payload(f));
+                        try {
+                            data.writeFrame(f.header(), chunk.payload(f));
+                        } catch (IOException e) {
+                            inFlight.close();
+                            throw writer.writeFailed(data.file(), data.bytesWritten(), e);
+                        }
                     }
                 }
+            } catch (IllegalArgumentException e) {
+                abort(); // runs out of order or invalid: nothing complete-looking may stay
+                throw e;
             } finally {
                 chunk.release();
             }
         }
 
         synchronized SinkResult commit() {
-            long pages = 0;
-            long entries = 0;
-            long bytes = 0;
-            for (Pagemap pm : pagemaps.values()) {
-                pm.finish();
-                pages += pm.map.pages();
-                entries += pm.map.entries();
-                bytes += pm.map.bytesWritten() + pm.data.bytesWritten();
-            }
             writer.commit();
-            return new SinkResult(describe(), pages, bytes + writer.bytesWritten(), entries);
+            return new SinkResult(describe(), writer.pages(), writer.bytesWritten(), writer.entries());
         }
 
         synchronized void abort() {
             inFlight.close();
-            for (Pagemap pm : pagemaps.values()) {
-                pm.closeQuietly();
-            }
             writer.abort();
-        }
-
-        /** A pagemap file and its compressed pages file, in the writer's temporary directory. */
-        private final class Pagemap {
-            final PagemapFileWriter map;
-            final CompressedPagesWriter data;
-
-            Pagemap(PagemapId id, long pagesId) {
-                Path temp = writer.temporaryDirectory();
-                Path mapFile = temp.resolve(id.pagemapFileName());
-                Path dataFile = temp.resolve(CompressedPagesFormat.pagesFileName(pagesId,
-                        compression.codec().algorithm()));
-                try {
-                    map = new PagemapFileWriter(mapFile, id, pagesId);
-                } catch (IOException e) {
-                    throw fail(mapFile, 0, e);
-                }
-                try {
-                    data = new CompressedPagesWriter(dataFile, compression.codec().algorithm(),
-                            compression.frameBytes());
-                } catch (IOException e) {
-                    try {
-                        map.close();
-                    } catch (IOException ignored) {
-                        // deleted next
-                    }
-                    throw fail(dataFile, 0, e);
-                }
-            }
-
-            void add(CompressedChunk.Segment s) {
-                try {
-                    for (PageRun run : s.runs()) {
-                        map.add(run.pagemapVaddr(), run.pages(), run.flags());
-                    }
-                } catch (IOException e) {
-                    throw fail(map.file(), map.bytesWritten(), e);
-                } catch (IllegalArgumentException e) {
-                    abort();
-                    throw e;
-                }
-            }
-
-            void frame(FrameHeader h, java.nio.ByteBuffer payload) {
-                try {
-                    data.writeFrame(h, payload);
-                } catch (IOException e) {
-                    throw fail(data.file(), data.bytesWritten(), e);
-                }
-            }
-
-            void finish() {
-                try {
-                    map.finish();
-                } catch (IOException e) {
-                    throw fail(map.file(), map.bytesWritten(), e);
-                }
-                try {
-                    data.finish();
-                } catch (IOException e) {
-                    throw fail(data.file(), data.bytesWritten(), e);
-                }
-            }
-
-            void closeQuietly() {
-                try {
-                    if (map != null) {
-                        map.close();
-                    }
-                } catch (IOException ignored) {
-                    // deleted next
-                }
-                try {
-                    if (data != null) {
-                        data.close();
-                    }
-                } catch (IOException ignored) {
-                    // deleted next
-                }
-            }
-        }
-
-        /** Aborts the directory and describes the failed write. */
-        private ImageWriteException fail(Path file, long fileBytes, IOException e) {
-            String cleanup = "";
-            try {
-                abort();
-            } catch (ImageWriteException ex) {
-                e.addSuppressed(ex);
-                cleanup = " (and deleting it failed: delete it by hand)";
-            }
-            String m = String.valueOf(e.getMessage());
-            String remedy = m.contains("No space left") || m.contains("Disk quota exceeded")
-                    ? "free space on that file system or write the dump elsewhere" : "check the output location";
-            return new ImageWriteException(file, "cannot write compressed image: file=" + file + " bytesWritten="
-                    + fileBytes + " cause=\"" + e + "\": " + remedy + "; the partial directory "
-                    + writer.temporaryDirectory() + " was deleted" + cleanup + " and dir=" + dir + " was not created", e);
         }
     }
 }

@@ -2,24 +2,24 @@ package io.pageflux.sink.compress;
 
 import static io.pageflux.sink.compress.CompressedPagesFormat.*;
 
+import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.source.PageRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 
 /**
  * Appends frames to one compressed pages file and finishes it with the index and footer
  * ({@link CompressedPagesFormat}). One thread at a time. The index is kept in memory until
  * {@link #finish()}: 24 bytes per frame, about 24 KiB per GiB of raw pages at the default frame
- * size.
+ * size. The file is written with {@code O_DIRECT} where the file system allows it
+ * ({@link DirectFileOutput}: the page cache would cost more CPU than the compression saves).
  */
-final class CompressedPagesWriter implements AutoCloseable {
+final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, AutoCloseable {
 
     private final Path file;
-    private final FileChannel channel;
+    private final DirectFileOutput out;
     private final int maxFrameRaw;
     private ByteBuffer index = ByteBuffer.allocate(INDEX_ENTRY_BYTES * 64).order(ByteOrder.LITTLE_ENDIAN);
     private long position;
@@ -31,7 +31,7 @@ final class CompressedPagesWriter implements AutoCloseable {
     CompressedPagesWriter(Path file, Codec.Algorithm codec, int maxFrameRaw) throws IOException {
         this.file = file;
         this.maxFrameRaw = maxFrameRaw;
-        this.channel = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+        this.out = new DirectFileOutput(file, true);
         ByteBuffer h = ByteBuffer.allocate(FILE_HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         h.putInt(FH_MAGIC, FILE_MAGIC);
         h.putShort(FH_VERSION, (short) VERSION);
@@ -60,7 +60,8 @@ final class CompressedPagesWriter implements AutoCloseable {
     }
 
     /** Writes index and footer and fsyncs the file; it is complete afterwards. */
-    void finish() throws IOException {
+    @Override
+    public void finish() throws IOException {
         if (finished) {
             return;
         }
@@ -76,29 +77,25 @@ final class CompressedPagesWriter implements AutoCloseable {
         f.putInt(FT_CRC, Checksums.crc32c(f, 0, FT_CRC));
         f.putInt(FT_END_MAGIC, END_MAGIC);
         write(ix, f);
-        channel.force(true);
-        channel.close();
+        out.finish();
         finished = true;
     }
 
     private void write(ByteBuffer... buffers) throws IOException {
-        long total = 0;
         for (ByteBuffer b : buffers) {
-            total += b.remaining();
+            position += b.remaining();
+            out.write(b);
         }
-        long done = 0;
-        while (done < total) {
-            done += channel.write(buffers);
-        }
-        position += total;
     }
 
-    Path file() {
+    @Override
+    public Path file() {
         return file;
     }
 
     /** Bytes in the file so far. */
-    long bytesWritten() {
+    @Override
+    public long bytesWritten() {
         return position;
     }
 
@@ -112,6 +109,6 @@ final class CompressedPagesWriter implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        channel.close();
+        out.close();
     }
 }

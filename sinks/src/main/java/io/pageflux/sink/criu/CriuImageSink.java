@@ -3,16 +3,11 @@ package io.pageflux.sink.criu;
 import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.PageSink;
 import io.pageflux.sink.SinkResult;
-import io.pageflux.sink.criu.proto.InventoryProtos.InventoryEntry;
-import io.pageflux.sink.criu.proto.InventoryProtos.PluginsEntry;
-import io.pageflux.source.MemoryRegion;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
-import io.pageflux.source.PagemapId;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
-import java.util.LinkedHashSet;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -42,7 +37,7 @@ import reactor.core.publisher.Mono;
  *     full-dump inventory ({@code img_version 2}) describes namespaces, cgroups and LSM state
  *     that pageflux does not dump; claiming it would make the directory look restorable. The
  *     pre-dump inventory makes it a valid parent for a later dump.</li>
- * <li>pages_id order mirrors CRIU: in a full dump, the pagemaps of the shared anonymous objects
+ * <li>pages_id order mirrors CRIU ({@link CriuLayout#pagemapOrder}): in a full dump, the pagemaps of the shared anonymous objects
  *     in the context's regions (address order) are opened first, then the task's — so the
  *     vector's shmem object gets pages-1 and the task pages-2, as with CRIU. A pre-dump opens
  *     only the task's up front (CRIU's pre-dump writes no shmem pagemaps). Pagemaps not known in
@@ -55,8 +50,8 @@ import reactor.core.publisher.Mono;
  */
 public final class CriuImageSink implements PageSink {
 
-    /** CRIU's read-mode pre-dump. */
-    public static final int PRE_DUMP_MODE_READ = 2;
+    /** CRIU's read-mode pre-dump: {@link CriuLayout#PRE_DUMP_MODE_READ}. */
+    public static final int PRE_DUMP_MODE_READ = CriuLayout.PRE_DUMP_MODE_READ;
 
     private final Path dir;
     private final CriuImageOptions options;
@@ -156,48 +151,8 @@ public final class CriuImageSink implements PageSink {
     }
 
     private ImageDirectoryWriter open(DumpContext context) {
-        ImageDirectoryWriter.Options o = ImageDirectoryWriter.Options.defaults()
-                .withFirstPagesId(options.firstPagesId())
-                .withForce(options.force())
-                .withInventory(inventory(context));
-        if (context.parent().isPresent()) {
-            Path self = dir.toAbsolutePath().normalize();
-            o = o.withParentLink(self.relativize(context.parent().get().toAbsolutePath().normalize()));
-        }
-        ImageDirectoryWriter writer = ImageDirectoryWriter.create(dir, o);
-        try {
-            for (PagemapId id : pagemapOrder(context)) {
-                writer.openPagemap(id);
-            }
-        } catch (RuntimeException e) {
-            writer.abort();
-            throw e;
-        }
-        return writer;
-    }
-
-    /** The pre-dump inventory, also for full dumps (see the class description). */
-    static InventoryEntry inventory(DumpContext context) {
-        return InventoryEntry.newBuilder()
-                .setImgVersion(0)
-                .setDumpUptime(context.dumpUptimeMicros())
-                .setPreDumpMode(PRE_DUMP_MODE_READ)
-                .setPluginsEntry(PluginsEntry.getDefaultInstance())
-                .build();
-    }
-
-    /** The pagemaps opened before the first chunk, in CRIU's pages_id order. */
-    static Set<PagemapId> pagemapOrder(DumpContext context) {
-        Set<PagemapId> ids = new LinkedHashSet<>();
-        if (!context.preDump()) {
-            for (MemoryRegion r : context.regions()) {
-                if (r.sharedAnonymous()) {
-                    ids.add(PagemapId.shmem(r.inode()));
-                }
-            }
-        }
-        ids.add(PagemapId.task(context.pid()));
-        return ids;
+        return CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
+                context.parent(), options.firstPagesId(), options.force()));
     }
 
     private static void writeChunk(ImageDirectoryWriter writer, PageChunk chunk) {

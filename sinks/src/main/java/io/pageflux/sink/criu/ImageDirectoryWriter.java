@@ -30,7 +30,9 @@ import java.util.stream.Stream;
 /**
  * Writes one CRIU image directory (criu-formats.md §1): pagemaps, their pages files, optionally
  * {@code inventory.img} and a {@code parent} link. The low-level writer under
- * {@link CriuImageSink} and the page server.
+ * {@link CriuImageSink} and the page server. With {@link Options#withPagesFiles} the page data goes
+ * to pages files someone else writes (the compressed image sink's {@code pages-<id>.img.zst}),
+ * and this writer keeps the rest: pagemaps, inventory, parent link, commit and abort.
  *
  * <p><b>Atomicity.</b> Everything goes into a temporary sibling directory
  * {@code .<name>.partial-<random>} (a sibling, so a relative {@code parent} link means the same
@@ -62,21 +64,23 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         /** First pages_id of images received by a page server ({@code 0x10000 + 1}). */
         public static final long PAGE_SERVER_FIRST_PAGES_ID = 0x10001;
 
-        private static final Options DEFAULTS = new Options(LOCAL_FIRST_PAGES_ID, false, null, null, true);
+        private static final Options DEFAULTS = new Options(LOCAL_FIRST_PAGES_ID, false, null, null, true, null);
 
         private final long firstPagesId;
         private final boolean force;
         private final Path parentLink;
         private final InventoryEntry inventory;
         private final boolean mergeRuns;
+        private final PagesFileFactory pagesFiles;
 
         private Options(long firstPagesId, boolean force, Path parentLink, InventoryEntry inventory,
-                        boolean mergeRuns) {
+                        boolean mergeRuns, PagesFileFactory pagesFiles) {
             this.firstPagesId = firstPagesId;
             this.force = force;
             this.parentLink = parentLink;
             this.inventory = inventory;
             this.mergeRuns = mergeRuns;
+            this.pagesFiles = pagesFiles;
         }
 
         /** pages_id from 1, no overwrite, no parent link, no inventory, contiguous runs merged. */
@@ -89,12 +93,12 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             if (firstPagesId < 0 || firstPagesId > 0xFFFF_FFFFL) {
                 throw new IllegalArgumentException("pages_id is a u32: firstPagesId=" + firstPagesId);
             }
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
         }
 
         /** Replace an existing, non-empty output directory on commit (the CLI's {@code --force}). */
         public Options withForce(boolean force) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
         }
 
         /**
@@ -102,12 +106,12 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * relative to the image directory; {@code null} for none.
          */
         public Options withParentLink(Path target) {
-            return new Options(firstPagesId, force, target, inventory, mergeRuns);
+            return new Options(firstPagesId, force, target, inventory, mergeRuns, pagesFiles);
         }
 
         /** Write this {@code inventory.img}; {@code null} for none (a page server writes none). */
         public Options withInventory(InventoryEntry inventory) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
         }
 
         /**
@@ -115,11 +119,28 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * flags (as CRIU does). Off: one entry per {@code add} (still split at {@link #MAX_ENTRY_PAGES}).
          */
         public Options withMergeRuns(boolean mergeRuns) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
+        }
+
+        /**
+         * Page data written elsewhere: each pagemap's pages file is created by {@code factory}
+         * (e.g. a compressed pages file) instead of {@code pages-<id>.img}. The writer keeps
+         * everything else — pagemap entries, inventory, parent link, fsync, commit and abort —
+         * and calls {@link PagesFile#finish()} on commit and {@link PagesFile#close()} on abort;
+         * present runs are then {@link PagemapWriter#add added} without bytes, and the caller
+         * writes their data into the pages file itself. {@code null}: plain pages files.
+         */
+        public Options withPagesFiles(PagesFileFactory factory) {
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, factory);
         }
 
         public long firstPagesId() {
             return firstPagesId;
+        }
+
+        /** The factory given with {@link #withPagesFiles}, if any. */
+        public Optional<PagesFileFactory> pagesFiles() {
+            return Optional.ofNullable(pagesFiles);
         }
 
         public boolean force() {
@@ -137,6 +158,36 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         public boolean mergeRuns() {
             return mergeRuns;
         }
+    }
+
+    /**
+     * The pages file of one pagemap when its data is written by someone else
+     * ({@link Options#withPagesFiles}). The directory writer owns its life cycle: it finishes it
+     * on {@link #commit()} and closes it on {@link #abort()}; whoever writes into it reports a
+     * failed write with {@link #writeFailed}.
+     */
+    public interface PagesFile {
+        /** The file, inside {@link ImageDirectoryWriter#temporaryDirectory()}. */
+        Path file();
+
+        /** Bytes in the file so far. */
+        long bytesWritten();
+
+        /** Completes the file and fsyncs it (called once, on commit). */
+        void finish() throws IOException;
+
+        /** Closes it without completing it (on abort; the file is deleted with the directory). */
+        void close() throws IOException;
+    }
+
+    /** Creates the pages file of a pagemap; see {@link Options#withPagesFiles}. */
+    @FunctionalInterface
+    public interface PagesFileFactory {
+        /**
+         * Creates the pages file for the pagemap {@code id} numbered {@code pagesId} in
+         * {@code directory} (the writer's temporary directory).
+         */
+        PagesFile create(Path directory, PagemapId id, long pagesId) throws IOException;
     }
 
     private enum State { OPEN, COMMITTED, ABORTED }
@@ -426,7 +477,13 @@ public final class ImageDirectoryWriter implements AutoCloseable {
 
     /** Bytes written to all files so far, framing included (pending entries not yet). */
     public synchronized long bytesWritten() {
-        return bytesWritten;
+        long external = 0;
+        for (PagemapWriter w : pagemaps.values()) {
+            if (w.external != null) {
+                external += w.external.bytesWritten();
+            }
+        }
+        return bytesWritten + external;
     }
 
     /** Pages with PE_PRESENT added so far (their bytes are in pages files). */
@@ -444,6 +501,14 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             throw new IllegalStateException("cannot " + what + ": image directory writer for dir=" + finalDir
                     + " is already " + (state == State.COMMITTED ? "committed" : "aborted"));
         }
+    }
+
+    /**
+     * Aborts the directory and describes a failed write of {@code file}, a file the caller writes
+     * into this directory (a {@link PagesFile}): the exception to throw.
+     */
+    public ImageWriteException writeFailed(Path file, long fileBytes, IOException e) {
+        return fail(file, fileBytes, e);
     }
 
     /** Aborts everything and describes a failed write of {@code file}. */
@@ -532,6 +597,8 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         private final Path pagesFile;
         private FileChannel pagemapChannel;
         private FileChannel pagesChannel;
+        /** The pages file when its data is written elsewhere ({@link Options#withPagesFiles}), else null. */
+        private PagesFile external;
         private final ByteBuffer pagemapBuffer = ByteBuffer.allocate(8192);
         private long pagemapPosition;
         private long pagesPosition;
@@ -561,10 +628,20 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             } catch (IOException e) {
                 throw fail(pagemapFile, 0, e);
             }
-            try {
-                pagesChannel = FileChannel.open(pagesFile, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
-            } catch (IOException e) {
-                throw fail(pagesFile, 0, e);
+            if (options.pagesFiles != null) {
+                try {
+                    external = options.pagesFiles.create(tempDir, id, pagesId);
+                } catch (IOException e) {
+                    throw fail(tempDir, 0, new IOException("cannot create the pages file of pagemap=" + id
+                            + " pages_id=" + pagesId + ": " + e.getMessage(), e));
+                }
+            } else {
+                try {
+                    pagesChannel = FileChannel.open(pagesFile, StandardOpenOption.CREATE_NEW,
+                            StandardOpenOption.WRITE);
+                } catch (IOException e) {
+                    throw fail(pagesFile, 0, e);
+                }
             }
             append(ImageFormat.Kind.PAGEMAP.header());
             append(ByteBuffer.wrap(ImageFormat.frame(PagemapHead.newBuilder().setPagesId((int) pagesId).build())));
@@ -577,7 +654,8 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * entry (unless merging is off); entries longer than {@link #MAX_ENTRY_PAGES} are split.
          *
          * @param bytes the pages' bytes ({@code nrPages * 4096}, from position to limit; consumed)
-         *              when {@code flags} has {@link PageFlags#PE_PRESENT}, else {@code null}
+         *              when {@code flags} has {@link PageFlags#PE_PRESENT}, else {@code null}; always
+         *              {@code null} when page data is written elsewhere ({@link Options#withPagesFiles})
          * @throws IllegalArgumentException if the run is out of order, overlaps, is unaligned, or
          *                                  flags and bytes do not match (nothing is written)
          * @throws ImageWriteException      if writing fails (the whole directory is then aborted)
@@ -589,7 +667,10 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                     throw new IllegalStateException("pagemap " + id + " is finished: dir=" + finalDir);
                 }
                 validate(vaddr, nrPages, flags, bytes);
-                if (bytes != null) {
+                if (external != null && PageFlags.has(flags, PageFlags.PE_PRESENT)) {
+                    writerPages += nrPages; // the caller writes their data into the external pages file
+                    pages += nrPages;
+                } else if (bytes != null) {
                     long at = pagesPosition;
                     try {
                         pagesPosition += writeFully(pagesChannel, bytes, pagesPosition);
@@ -636,11 +717,16 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             if (present && PageFlags.has(flags, PageFlags.PE_PARENT)) {
                 throw new IllegalArgumentException("PE_PRESENT and PE_PARENT exclude each other: " + run);
             }
-            if (present != (bytes != null)) {
+            if (external != null) {
+                if (bytes != null) {
+                    throw new IllegalArgumentException("page data goes to " + external.file().getFileName()
+                            + ", written by the caller (Options.withPagesFiles): add runs without bytes: " + run);
+                }
+            } else if (present != (bytes != null)) {
                 throw new IllegalArgumentException((present ? "PE_PRESENT needs the pages' bytes" :
                         "only PE_PRESENT runs carry bytes") + ": " + run);
             }
-            if (present && bytes.remaining() != nrPages * PAGE) {
+            if (present && bytes != null && bytes.remaining() != nrPages * PAGE) {
                 throw new IllegalArgumentException("bytes=" + bytes.remaining() + " but the run needs "
                         + nrPages * PAGE + ": " + run);
             }
@@ -716,11 +802,19 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             } catch (IOException e) {
                 throw fail(pagemapFile, pagemapPosition, e);
             }
-            try {
-                pagesChannel.force(true);
-                pagesChannel.close();
-            } catch (IOException e) {
-                throw fail(pagesFile, pagesPosition, e);
+            if (external != null) {
+                try {
+                    external.finish();
+                } catch (IOException e) {
+                    throw fail(external.file(), external.bytesWritten(), e);
+                }
+            } else {
+                try {
+                    pagesChannel.force(true);
+                    pagesChannel.close();
+                } catch (IOException e) {
+                    throw fail(pagesFile, pagesPosition, e);
+                }
             }
             finished = true;
         }
@@ -733,6 +827,13 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                     } catch (IOException ignored) {
                         // the files are deleted next
                     }
+                }
+            }
+            if (external != null) {
+                try {
+                    external.close();
+                } catch (IOException ignored) {
+                    // deleted next
                 }
             }
         }
@@ -751,9 +852,9 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             return pagemapFile.getFileName().toString();
         }
 
-        /** File name of the pages file, e.g. {@code pages-1.img}. */
+        /** File name of the pages file, e.g. {@code pages-1.img} (or the {@link PagesFile}'s). */
         public String pagesFileName() {
-            return pagesFile.getFileName().toString();
+            return (external != null ? external.file() : pagesFile).getFileName().toString();
         }
 
         /** Pages with PE_PRESENT added to this pagemap. */

@@ -6,7 +6,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.SinkResult;
-import io.pageflux.source.MemoryRegion;
+import io.pageflux.sink.criu.CriuLayout;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
@@ -14,7 +14,6 @@ import io.pageflux.source.PagemapId;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.HashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -68,7 +67,7 @@ final class ClientSession {
 
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
         replies.start(connection.inbound().receive());
-        return Flux.fromIterable(pagemapOrder(context))
+        return Flux.fromIterable(CriuLayout.pagemapOrder(context)) // the server numbers them (pages_id) as a local dump does
                 .concatMap(this::open)
                 .thenMany(chunks)
                 .map(this::track)
@@ -186,25 +185,6 @@ final class ClientSession {
                     + " or a broken one: check host and port");
         }
         return value == 1;
-    }
-
-    /**
-     * The pagemaps opened before the first chunk, in CRIU's order, so that the server numbers
-     * them (pages_id) as a local dump does: in a full dump the shared anonymous objects of the
-     * context's regions in address order, then the task; in a pre-dump only the task (CRIU's
-     * pre-dump sends no shmem pagemaps). Must agree with {@code CriuImageSink}'s order.
-     */
-    static Set<PagemapId> pagemapOrder(DumpContext context) {
-        Set<PagemapId> ids = new LinkedHashSet<>();
-        if (!context.preDump()) {
-            for (MemoryRegion r : context.regions()) {
-                if (r.sharedAnonymous()) {
-                    ids.add(PagemapId.shmem(r.inode()));
-                }
-            }
-        }
-        ids.add(PagemapId.task(context.pid()));
-        return ids;
     }
 
     private Mono<Void> close() {

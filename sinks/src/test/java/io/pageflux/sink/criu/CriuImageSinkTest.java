@@ -325,9 +325,9 @@ class CriuImageSinkTest {
     @Test
     void pagemapOrderMirrorsCriu() throws IOException {
         assertEquals(List.of(PagemapId.shmem(32), PagemapId.task(Vectors.PID)),
-                List.copyOf(CriuImageSink.pagemapOrder(context(false, 1, Optional.empty()))));
+                List.copyOf(CriuLayout.pagemapOrder(context(false, 1, Optional.empty()))));
         assertEquals(List.of(PagemapId.task(Vectors.PID)),
-                List.copyOf(CriuImageSink.pagemapOrder(context(true, 1, Optional.empty()))));
+                List.copyOf(CriuLayout.pagemapOrder(context(true, 1, Optional.empty()))));
     }
 
     @Test

@@ -264,4 +264,115 @@ class ImageDirectoryWriterTest {
         }
         assertTrue(Files.isDirectory(out));
     }
+
+    /** A pages file written by the test itself, as the compressed sink writes its own. */
+    private static final class RecordingPagesFile implements ImageDirectoryWriter.PagesFile {
+        final Path file;
+        final java.nio.channels.FileChannel channel;
+        long bytes;
+        int finished;
+        int closed;
+
+        RecordingPagesFile(Path file) throws IOException {
+            this.file = file;
+            this.channel = java.nio.channels.FileChannel.open(file, java.nio.file.StandardOpenOption.CREATE_NEW,
+                    java.nio.file.StandardOpenOption.WRITE);
+        }
+
+        void append(String text) throws IOException {
+            bytes += channel.write(ByteBuffer.wrap(text.getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
+        }
+
+        @Override
+        public Path file() {
+            return file;
+        }
+
+        @Override
+        public long bytesWritten() {
+            return bytes;
+        }
+
+        @Override
+        public void finish() throws IOException {
+            finished++;
+            channel.close();
+        }
+
+        @Override
+        public void close() throws IOException {
+            closed++;
+            channel.close();
+        }
+    }
+
+    @Test
+    void pagesFilesWrittenElsewhereKeepPagemapsAndCommitHere() throws IOException {
+        Path out = tmp.resolve("d");
+        java.util.Map<PagemapId, RecordingPagesFile> files = new java.util.LinkedHashMap<>();
+        Options options = Options.defaults().withPagesFiles((dir, id, pagesId) -> {
+            RecordingPagesFile f = new RecordingPagesFile(dir.resolve("pages-" + pagesId + ".custom"));
+            files.put(id, f);
+            return f;
+        });
+        ImageDirectoryWriter w = ImageDirectoryWriter.create(out, options);
+        PagemapWriter pm = w.openPagemap(PagemapId.task(7));
+        assertEquals(w.temporaryDirectory().resolve("pages-1.custom"), files.get(PagemapId.task(7)).file);
+        pm.add(0x10000, 2, PE_LAZY | PE_PRESENT, null);
+        pm.add(0x12000, 1, PE_LAZY | PE_PRESENT, null);  // merged, as with plain pages files
+        pm.add(0x20000, 3, PE_PARENT, null);
+        files.get(PagemapId.task(7)).append("twelve bytes");
+        IllegalArgumentException withBytes = assertThrows(IllegalArgumentException.class,
+                () -> pm.add(0x30000, 1, PE_PRESENT, pages(1, 1)));
+        assertTrue(withBytes.getMessage().contains("page data goes to pages-1.custom, written by the caller"),
+                withBytes.getMessage());
+        assertEquals("pages-1.custom", pm.pagesFileName());
+        long ownBytes = w.bytesWritten() - 12;
+        w.commit();
+        assertEquals(1, files.get(PagemapId.task(7)).finished);
+        assertEquals(0, files.get(PagemapId.task(7)).closed);
+        assertEquals(3, w.pages());
+        assertEquals(2, w.entries());
+        assertTrue(w.bytesWritten() > ownBytes + 12, "the pending entries were written on commit, plus 12 bytes");
+        assertEquals(List.of("pagemap-7.img", "pages-1.custom"), listing(out));
+        assertEquals("twelve bytes", Files.readString(out.resolve("pages-1.custom")));
+        PagemapImage image = ImageDirectory.open(out).pagemap(PagemapId.task(7)).orElseThrow();
+        assertEquals(List.of(new Vectors.Entry(0x10000, 3, 6), new Vectors.Entry(0x20000, 3, 1)),
+                Vectors.entries(image));
+        assertEquals(1, image.pagesId());
+    }
+
+    @Test
+    void pagesFilesWrittenElsewhereAreClosedOnAbortAndFailuresNameTheFile() throws IOException {
+        java.util.List<RecordingPagesFile> files = new java.util.ArrayList<>();
+        ImageDirectoryWriter w = ImageDirectoryWriter.create(tmp.resolve("d"), Options.defaults()
+                .withPagesFiles((dir, id, pagesId) -> {
+                    RecordingPagesFile f = new RecordingPagesFile(dir.resolve("pages-" + pagesId + ".custom"));
+                    files.add(f);
+                    return f;
+                }));
+        w.openPagemap(PagemapId.task(7)).add(0x10000, 1, PE_PRESENT, null);
+        Path temp = w.temporaryDirectory();
+        ImageWriteException e = w.writeFailed(files.get(0).file, 4096, new IOException("No space left on device"));
+        assertTrue(e.getMessage().contains("file=" + files.get(0).file + " bytesWritten=4096"), e.getMessage());
+        assertTrue(e.getMessage().contains("free space on that file system"), e.getMessage());
+        assertTrue(w.isAborted());
+        assertEquals(1, files.get(0).closed);
+        assertEquals(0, files.get(0).finished);
+        assertFalse(Files.exists(temp));
+        assertEquals(List.of(), listing(tmp));
+    }
+
+    @Test
+    void aPagesFileFactoryThatFailsAbortsTheDirectory() throws IOException {
+        ImageDirectoryWriter w = ImageDirectoryWriter.create(tmp.resolve("d"), Options.defaults()
+                .withPagesFiles((dir, id, pagesId) -> {
+                    throw new IOException("refused");
+                }));
+        ImageWriteException e = assertThrows(ImageWriteException.class, () -> w.openPagemap(PagemapId.task(9)));
+        assertTrue(e.getMessage().contains("cannot create the pages file of pagemap=" + PagemapId.task(9)
+                + " pages_id=1: refused"), e.getMessage());
+        assertTrue(w.isAborted());
+        assertEquals(List.of(), listing(tmp));
+    }
 }

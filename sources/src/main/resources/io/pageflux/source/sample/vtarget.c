@@ -10,6 +10,9 @@
  *   E = 8 pages reserved, never touched
  *   X = --bulk-mib N: N MiB private anonymous, every page touched; page p holds the 64-bit words
  *       (p * 0x9E3779B97F4A7C15 + w) for w = 0..511 (compressible it is not; realistic it is not either)
+ *       With --bulk-from FILE, X holds FILE's bytes instead (read once, from its start; when FILE ends
+ *       before X is full, what was read is repeated): realistic content for compression benchmarks,
+ *       e.g. a FIFO fed with `tar -cf - /usr/share /usr/lib` (text, binaries, compressed files)
  *   S = --sparse-mib N: N MiB reserved (MAP_NORESERVE), one page in every 100 touched (filled with
  *       0x5A): a sparse address space for scanner benchmarks
  *
@@ -32,6 +35,7 @@
  * With --writer it keeps writing to X in a loop (a target that changes while being dumped).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -121,17 +125,35 @@ static void fill_x(uint64_t gen, size_t stride) {
     }
 }
 
+/* Fills X from `path` (see the header); exits 3 naming the file when it cannot be read or is empty. */
+static void fill_x_from(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { perror(path); exit(3); }
+    size_t size = x_pages * PAGE, got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, X + got, size - got);
+        if (n < 0) { perror(path); exit(3); }
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got == 0) { fprintf(stderr, "vtarget: --bulk-from %s is empty\n", path); exit(3); }
+    for (size_t at = got; at < size; at += got) memcpy(X + at, X, size - at < got ? size - at : got);
+}
+
 int main(int argc, char **argv) {
     size_t bulk_mib = 0;
+    const char *bulk_from = NULL;
     int writer = 0, threads = 0, spawn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bulk-mib") && i + 1 < argc) bulk_mib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--sparse-mib") && i + 1 < argc) s_pages = strtoull(argv[++i], NULL, 10) * 256;
+        else if (!strcmp(argv[i], "--bulk-from") && i + 1 < argc) bulk_from = argv[++i];
         else if (!strcmp(argv[i], "--writer")) writer = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--spawn")) spawn = 1;
         else {
-            fprintf(stderr, "usage: vtarget [--bulk-mib N] [--sparse-mib N] [--writer] [--threads N] [--spawn]\n");
+            fprintf(stderr, "usage: vtarget [--bulk-mib N [--bulk-from FILE]] [--sparse-mib N] [--writer] [--threads N] [--spawn]\n");
             return 2;
         }
     }
@@ -156,7 +178,8 @@ int main(int argc, char **argv) {
     if (bulk_mib) {
         x_pages = bulk_mib * 256;
         X = map(x_pages, PROT_READ | PROT_WRITE, anon);
-        fill_x(0, 1);
+        if (bulk_from) fill_x_from(bulk_from);
+        else fill_x(0, 1);
     }
 
     if (s_pages) {
