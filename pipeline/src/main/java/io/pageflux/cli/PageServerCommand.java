@@ -1,6 +1,7 @@
 package io.pageflux.cli;
 
 import io.netty.handler.ssl.SslContext;
+import io.pageflux.sink.pageserver.Leftover;
 import io.pageflux.sink.pageserver.PageServer;
 import io.pageflux.sink.pageserver.PageServerTls;
 import io.pageflux.sink.pageserver.SessionEvent;
@@ -29,6 +30,7 @@ import picocli.CommandLine.Spec;
         footer = {
                 "  pageflux page-server --dir /srv/dumps                      # 127.0.0.1:27027",
                 "  pageflux page-server --dir /srv/dumps --port 0             # prints the port it picked",
+                "  pageflux page-server --dir /srv/dumps --chain              # then: pageflux migrate --to tcp://...",
                 "  pageflux page-server --dir /srv/dumps --address 0.0.0.0 \\",
                 "      --tls-cert server.pem --tls-key server.key --tls-cacert ca.pem",
                 ""},
@@ -54,6 +56,10 @@ final class PageServerCommand implements Callable<Integer> {
     @Option(names = "--parent-images", paramLabel = "DIR",
             description = "Previous images: PARENT/OPEN2 are answered from them and each session links to them.")
     Path parentImages;
+
+    @Option(names = "--chain", description = "Link each session that asks PARENT to the newest completed session of "
+            + "the same pid in DIR (incremental pre-dumps and migrate --to tcp://).")
+    boolean chain;
 
     @Option(names = "--tls-cert", paramLabel = "PEM", description = "Server certificate (PEM); enables TLS.")
     Path tlsCert;
@@ -90,6 +96,7 @@ final class PageServerCommand implements Callable<Integer> {
         if (parentImages != null) {
             builder = builder.parentImages(parentImages);
         }
+        builder = builder.chain(chain);
         if (tlsCert != null || tlsKey != null) {
             if (tlsCert == null || tlsKey == null) {
                 throw CliException.badInput("TLS needs both --tls-cert and --tls-key");
@@ -122,7 +129,11 @@ final class PageServerCommand implements Callable<Integer> {
             throw CliException.badInput("cannot listen on " + address + ":" + port + ": " + e.getMessage(), e);
         }
         Runtime.getRuntime().addShutdownHook(new Thread(server::stop, "pageflux-page-server-stop"));
-        out.printf("listening on %s:%d, writing sessions into %s%n", server.address(), server.boundPort(), dir);
+        for (Leftover l : server.leftovers()) {
+            out.println(l.describe());
+        }
+        out.printf("listening on %s:%d, writing sessions into %s%s%n", server.address(), server.boundPort(), dir,
+                chain ? " (chained per pid)" : "");
         out.flush();
         int[] failed = {0};
         var events = server.events().doOnNext(event -> {
@@ -152,6 +163,10 @@ final class PageServerCommand implements Callable<Integer> {
         if (event instanceof SessionEvent.Opened o) {
             return "session " + o.session() + " opened " + o.pagemap() + " pages_id=" + o.pagesId()
                     + (o.hasParent() ? " (parent found)" : "");
+        }
+        if (event instanceof SessionEvent.ParentChosen p) {
+            return "session " + p.session() + " builds on " + p.parent().map(Path::toString).orElse("nothing (no "
+                    + "earlier session of " + p.askedFor() + ")");
         }
         if (event instanceof SessionEvent.Started s) {
             return "session " + s.session() + " started from " + s.remote();

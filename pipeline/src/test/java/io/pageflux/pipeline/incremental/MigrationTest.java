@@ -14,12 +14,15 @@ import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.freeze.FrozenProcess;
+import io.pageflux.source.freeze.KernelWrittenArea;
 import io.pageflux.source.sample.SampleProcess;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -113,6 +116,141 @@ class MigrationTest {
                 assertTrue(v.ok(), v.text());
                 assertEquals(r.pagesUnchanged(), v.pagesFromParents());
             }
+        }
+    }
+
+    /**
+     * {@code migrate --to tcp://} into a chaining page server: every session after the first is linked to
+     * the one before, and the final session's chain equals the frozen target, checked before it is thawed
+     * (the freezer below verifies on thaw of the final dump), while the target keeps writing meanwhile.
+     */
+    @Test
+    void aMigrationOverThePageServerBuildsAChainThatEqualsTheFrozenTarget() throws Exception {
+        try (SampleProcess target = SampleProcess.start(16, true)) {
+            int pid = target.pid();
+            Path received = Files.createDirectory(tmp.resolve("received"));
+            try (PageServer server = PageServer.builder().directory(received).port(0).chain(true).start()) {
+                List<SessionEvent.Completed> sessions = new CopyOnWriteArrayList<>();
+                server.events().ofType(SessionEvent.Completed.class).subscribe(sessions::add);
+                VerifyingFreezer freezer = new VerifyingFreezer(Freezer.ptrace(pid), pid, sessions);
+                String uri = "tcp://127.0.0.1:" + server.boundPort();
+                List<Migration.Iteration> its = Migration.of(pid).freezer(freezer)
+                        .toSinks(n -> PageServerSinks.connect(uri).askParent(n > 1), uri)
+                        .onIteration(it -> freezer.verifyOnThaw = it.stopReason() != null)
+                        .run();
+                assertTrue(its.size() >= 2, its.toString());
+                Migration.Iteration last = its.get(its.size() - 1);
+                assertTrue(last.finalDump());
+                assertEquals(uri, last.destination());
+
+                VerifyReport v = freezer.report;
+                assertNotNull(v, "verified while the final dump held the target frozen");
+                assertTrue(v.ok(), v.text());
+                assertEquals(its.size(), v.chainDepth(), "the chain spans every iteration");
+                assertTrue(v.pagesFromParents() > 0, v.text());
+
+                // one session per iteration, each (but the first) linked to the one before, relative
+                assertEquals(its.size(), sessions.size());
+                for (int i = 0; i < sessions.size(); i++) {
+                    Path dir = sessions.get(i).directory().orElseThrow();
+                    ImageDirectory images = ImageDirectory.open(dir).verify();
+                    Migration.Iteration it = its.get(i);
+                    assertEquals(it.report().pagesSent(), images.presentPages(), it.line());
+                    assertEquals(it.report().pagesUnchanged(), images.parentPages(), it.line());
+                    if (i == 0) {
+                        assertTrue(images.parentLink().isEmpty());
+                    } else {
+                        Path previous = sessions.get(i - 1).directory().orElseThrow();
+                        assertEquals(Path.of("..", previous.getFileName().toString()), images.parentLink().orElseThrow());
+                    }
+                }
+                assertTrue(target.isAlive());
+            }
+        }
+    }
+
+    /** Delegates to a real freezer; when armed, compares the newest session's chain with the target before thawing. */
+    private static final class VerifyingFreezer implements Freezer {
+        private final Freezer delegate;
+        private final int pid;
+        private final List<SessionEvent.Completed> sessions;
+        volatile boolean verifyOnThaw;
+        volatile VerifyReport report;
+
+        VerifyingFreezer(Freezer delegate, int pid, List<SessionEvent.Completed> sessions) {
+            this.delegate = delegate;
+            this.pid = pid;
+            this.sessions = sessions;
+        }
+
+        @Override
+        public FrozenProcess freeze() {
+            FrozenProcess frozen = delegate.freeze();
+            if (!verifyOnThaw) {
+                return frozen;
+            }
+            int expected = sessions.size() + 1;
+            return new FrozenProcess() {
+                @Override
+                public int pid() {
+                    return frozen.pid();
+                }
+
+                @Override
+                public List<Integer> threads() {
+                    return frozen.threads();
+                }
+
+                @Override
+                public List<KernelWrittenArea> kernelWritten() {
+                    return frozen.kernelWritten();
+                }
+
+                @Override
+                public Duration freezeLatency() {
+                    return frozen.freezeLatency();
+                }
+
+                @Override
+                public Duration frozenTime() {
+                    return frozen.frozenTime();
+                }
+
+                @Override
+                public boolean isFrozen() {
+                    return frozen.isFrozen();
+                }
+
+                @Override
+                public Duration thaw() {
+                    try {
+                        // the server publishes the session once the client hung up after CLOSE
+                        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+                        while (sessions.size() < expected && System.nanoTime() < deadline) {
+                            Thread.sleep(5);
+                        }
+                        if (sessions.size() >= expected && report == null) {
+                            Path dir = sessions.get(expected - 1).directory().orElseThrow();
+                            report = Verifier.verifyStill(dir, pid, frozen.kernelWritten());
+                        }
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    } finally {
+                        verifyOnThaw = false;
+                    }
+                    return frozen.thaw();
+                }
+            };
+        }
+
+        @Override
+        public void prepare() {
+            delegate.prepare();
+        }
+
+        @Override
+        public String describe() {
+            return delegate.describe();
         }
     }
 }

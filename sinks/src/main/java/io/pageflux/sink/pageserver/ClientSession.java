@@ -14,6 +14,7 @@ import io.pageflux.source.PagemapId;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -45,6 +46,7 @@ final class ClientSession {
 
     /** Pagemaps opened so far and whether the server has a parent for each. */
     private final Map<PagemapId, Boolean> opened = new HashMap<>();
+    private final Set<PagemapId> askedParent = new HashSet<>();
     /** Chunks received and not yet released. */
     private final Set<ChunkWrites> held = ConcurrentHashMap.newKeySet();
     private volatile boolean terminated;
@@ -67,7 +69,11 @@ final class ClientSession {
 
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
         replies.start(connection.inbound().receive());
-        return Flux.fromIterable(CriuLayout.pagemapOrder(context)) // the server numbers them (pages_id) as a local dump does
+        // PARENT for the task first, before any shared-memory pagemap: a chaining server picks the
+        // session's parent by the first task it is asked about (a shmem id names no process)
+        Mono<Void> taskParent = askParent ? askParentOf(PagemapId.task(context.pid())) : Mono.empty();
+        return taskParent
+                .thenMany(Flux.fromIterable(CriuLayout.pagemapOrder(context))) // numbered (pages_id) as a local dump does
                 .concatMap(this::open)
                 .thenMany(chunks)
                 .map(this::track)
@@ -164,11 +170,7 @@ final class ClientSession {
 
     /** PARENT (first time only, when asked) then OPEN2; remembers the has-parent answer. */
     private Mono<Void> open(PagemapId pagemap) {
-        Mono<Void> parent = Mono.empty();
-        if (askParent && !opened.containsKey(pagemap)) {
-            parent = request(PageServerHeader.parent(pagemap), PageServerWire.PARENT_REPLY_BYTES)
-                    .doOnNext(reply -> booleanReply(reply.getInt(), "PARENT", pagemap)).then();
-        }
+        Mono<Void> parent = askParent ? askParentOf(pagemap) : Mono.empty();
         return parent
                 .then(request(PageServerHeader.open2(pagemap), PageServerWire.OPEN2_REPLY_BYTES))
                 .doOnNext(reply -> {
@@ -176,6 +178,17 @@ final class ClientSession {
                     current = pagemap;
                 })
                 .then();
+    }
+
+    /** PARENT, once per pagemap. */
+    private Mono<Void> askParentOf(PagemapId pagemap) {
+        return Mono.defer(() -> {
+            if (!askedParent.add(pagemap)) {
+                return Mono.empty();
+            }
+            return request(PageServerHeader.parent(pagemap), PageServerWire.PARENT_REPLY_BYTES)
+                    .doOnNext(reply -> booleanReply(reply.getInt(), "PARENT", pagemap)).then();
+        });
     }
 
     private boolean booleanReply(int value, String command, PagemapId pagemap) {

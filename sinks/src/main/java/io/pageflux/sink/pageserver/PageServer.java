@@ -14,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
@@ -45,8 +46,11 @@ import reactor.util.Loggers;
  * UTC), with pages_id counting from 65537 and a relative {@code parent} link when parent images
  * are configured. A directory becomes visible only when the session completed: CLOSE answered
  * (after the pages were committed to disk) and the client hung up without sending more. Hidden
- * {@code .incoming-*} / {@code .*.partial-*} names are work in progress (or left over by a crash)
- * and never complete.
+ * {@code .incoming-*} / {@code .*.partial-*} names are work in progress; what a crashed server left
+ * under them is dealt with at start ({@link #leftovers()}). One server per directory (a lock file).
+ *
+ * <p>GET (CRIU's lazy restore and remote parent reads) is answered from the newest completed session
+ * of the pid (holes resolved through its parent chain), or from the parent images.
  *
  * <p>Memory per session is bounded (about 3 MiB): page data is streamed from the socket's buffers
  * into the files — at most {@code READ_PREFETCH + 1} reads of up to 1 MiB wait per session before
@@ -66,6 +70,7 @@ public final class PageServer implements AutoCloseable {
     private static final int MAX_READ_BYTES = 1 << 20;
 
     private final ServerConfig config;
+    private final SessionDirectories sessions;
     private final DisposableServer server;
     private final Scheduler workers;
     private final Sinks.Many<SessionEvent> events = Sinks.many().multicast().directBestEffort();
@@ -74,8 +79,9 @@ public final class PageServer implements AutoCloseable {
     private final String address;
     private volatile boolean stopping;
 
-    private PageServer(Builder b, ServerConfig config) {
+    private PageServer(Builder b, ServerConfig config, SessionDirectories sessions) {
         this.config = config;
+        this.sessions = sessions;
         this.workers = Schedulers.newBoundedElastic(Math.max(4, 2 * Runtime.getRuntime().availableProcessors()),
                 Integer.MAX_VALUE, "pageflux-page-server", 60, true);
         TcpServer tcp = TcpServer.create().host(b.address).port(b.port)
@@ -94,12 +100,13 @@ public final class PageServer implements AutoCloseable {
             this.server = tcp.bindNow(Duration.ofSeconds(10));
         } catch (RuntimeException e) {
             workers.dispose();
+            sessions.close();
             throw new PageServerException("page server cannot listen: address=" + b.address + " port=" + b.port
                     + " cause=" + e + "; choose another --port (0 picks a free one) or stop the program using it", e);
         }
         this.address = b.address;
-        LOG.info("page server listening: address={} port={} dir={} tls={}", b.address, server.port(),
-                config.directory(), b.tls != null ? (b.tls.isServer() ? "on" : "?") : "off");
+        LOG.info("page server listening: address={} port={} dir={} tls={} chain={}", b.address, server.port(),
+                config.directory(), b.tls != null ? "on" : "off", config.chain());
     }
 
     public static Builder builder() {
@@ -118,6 +125,17 @@ public final class PageServer implements AutoCloseable {
     /** The directory session directories are written into. */
     public Path directory() {
         return config.directory();
+    }
+
+    /**
+     * What this server did at start with the leftovers of a previous server in its directory (one that
+     * crashed or was killed): committed but unpublished sessions ({@code .incoming-<seq>}: CLOSE was
+     * received, the images were on disk) are published under a name with {@code {seq}} = {@code r<seq>}
+     * when their images check out, unfinished ones ({@code ..incoming-<seq>.partial-*}) are deleted.
+     * Each is also logged. Empty when there were none.
+     */
+    public List<Leftover> leftovers() {
+        return sessions.leftovers();
     }
 
     /** Sessions connected and not yet ended. */
@@ -155,6 +173,7 @@ public final class PageServer implements AutoCloseable {
             }
         }
         workers.dispose();
+        sessions.close();
         synchronized (events) {
             events.tryEmitComplete();
         }
@@ -172,7 +191,7 @@ public final class PageServer implements AutoCloseable {
         Connection connection = holder[0];
         long id = sequence.incrementAndGet();
         String remote = String.valueOf(connection.channel().remoteAddress());
-        ServerSession session = new ServerSession(id, remote, Instant.now(), config,
+        ServerSession session = new ServerSession(id, remote, Instant.now(), config, sessions,
                 reply -> connection.channel().writeAndFlush(Unpooled.wrappedBuffer(reply)), this::emit);
         if (stopping) {
             connection.dispose();
@@ -259,6 +278,7 @@ public final class PageServer implements AutoCloseable {
         private long maxBytesPerSession = DataSize.ofGibibytes(64).bytes();
         private Duration idleTimeout = Duration.ofSeconds(60);
         private String template = ServerConfig.DEFAULT_TEMPLATE;
+        private boolean chain;
 
         private Builder() {
         }
@@ -290,6 +310,19 @@ public final class PageServer implements AutoCloseable {
          */
         public Builder parentImages(Path parentImages) {
             this.parentImages = parentImages;
+            return this;
+        }
+
+        /**
+         * Chain incremental dumps (default off): a session whose client asks PARENT about a task gets as
+         * its parent the newest completed session in the directory that holds that task's pagemap (else
+         * the {@link #parentImages parent images}, if they hold it): PARENT and OPEN2 answer from it and
+         * the session directory gets a relative {@code parent} link to it ({@code ../<session>}). So
+         * {@code pageflux migrate --to tcp://} and repeated {@code pre-dump --to tcp://} build a chain
+         * on the server. A session that never asks PARENT has no parent.
+         */
+        public Builder chain(boolean chain) {
+            this.chain = chain;
             return this;
         }
 
@@ -370,8 +403,8 @@ public final class PageServer implements AutoCloseable {
             }
             Optional<Path> link = parent.map(p -> Path.of("..").resolve(dir.relativize(p)));
             ServerConfig config = new ServerConfig(dir, parent, link, maxPagesPerHeader, maxBytesPerSession,
-                    idleTimeout, template, PageRun.PAGE_SIZE);
-            return new PageServer(this, config);
+                    idleTimeout, template, PageRun.PAGE_SIZE, chain);
+            return new PageServer(this, config, SessionDirectories.open(config));
         }
     }
 }

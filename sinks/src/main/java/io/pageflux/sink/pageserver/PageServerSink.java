@@ -20,8 +20,9 @@ import reactor.netty.tcp.TcpClient;
  * page-server}). Immutable: every setter returns a modified copy; one instance can serve many
  * dumps, each {@link #write} opening its own connection.
  *
- * <p>Per pagemap, in the order the chunks first name it: {@code PARENT} (when asking for a parent,
- * once, 4-byte answer), {@code OPEN2} (1-byte answer: whether the server has a parent pagemap),
+ * <p>When asking for a parent, first {@code PARENT} for the task (a chaining server picks the
+ * session's parent by it). Then per pagemap, in the order the chunks first name it: {@code PARENT}
+ * (when asking for a parent, once, 4-byte answer), {@code OPEN2} (1-byte answer: whether the server has a parent pagemap),
  * then one {@code ADD_F} per run with the run's PE_* flags, followed by the run's bytes when it is
  * PE_PRESENT. A run of a pagemap opened earlier re-opens it with another {@code OPEN2} (pageflux's
  * server appends; CRIU's own server expects each pagemap once, which is what a reader that walks

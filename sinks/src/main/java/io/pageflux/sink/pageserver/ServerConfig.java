@@ -14,9 +14,10 @@ import java.util.regex.Pattern;
  * @param directory     absolute, normalized; every session directory is a direct child
  * @param parentLink    the {@code parent} link target written into each session directory
  *                      (relative: from {@code directory/<session>} to the parent images)
+ * @param chain         link each session that asks PARENT to the newest completed session of its pid
  */
 record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> parentLink, long maxPagesPerHeader,
-                    long maxBytesPerSession, Duration idleTimeout, String template, int pageSize) {
+                    long maxBytesPerSession, Duration idleTimeout, String template, int pageSize, boolean chain) {
 
     static final String DEFAULT_TEMPLATE = "{pid}-{time}-{seq}";
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC);
@@ -24,6 +25,11 @@ record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> 
 
     /** Fills {pid}, {time} (UTC, {@code yyyyMMdd-HHmmss}) and {seq}; the result is one safe path segment. */
     String sessionName(String pid, Instant started, long seq) {
+        return sessionName(pid, started, Long.toString(seq));
+    }
+
+    /** As {@link #sessionName(String, Instant, long)} with any {seq} text, e.g. {@code r3} for a recovered session. */
+    String sessionName(String pid, Instant started, String seq) {
         String name = render(template, pid, started, seq);
         if (!SAFE_NAME.matcher(name).matches()) {
             // the template was checked with sample values; a value from the wire cannot reach here unchecked
@@ -33,14 +39,13 @@ record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> 
         return name;
     }
 
-    static String render(String template, String pid, Instant started, long seq) {
-        return template.replace("{pid}", pid).replace("{time}", TIME.format(started))
-                .replace("{seq}", Long.toString(seq));
+    static String render(String template, String pid, Instant started, String seq) {
+        return template.replace("{pid}", pid).replace("{time}", TIME.format(started)).replace("{seq}", seq);
     }
 
     /** Rejects templates that could name anything but a plain child of the directory. */
     static String checkTemplate(String template) {
-        String sample = render(template, "123", Instant.EPOCH, 1);
+        String sample = render(template, "123", Instant.EPOCH, "1");
         if (!SAFE_NAME.matcher(sample).matches() || sample.length() > 200) {
             throw new IllegalArgumentException("session directory template '" + template + "' must give a plain"
                     + " directory name (letters, digits, _ . + -, not starting with a dot, no /) with placeholders"

@@ -6,16 +6,18 @@ import io.pageflux.source.PagemapId;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Instant;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 
 /**
@@ -34,6 +36,9 @@ import java.util.function.Consumer;
  */
 final class ServerSession implements WireDecoder.Listener {
 
+    /** The most pages one GET answer carries (1 MiB): bounds the answer's memory; the client asks again for more. */
+    static final long MAX_GET_PAGES = 256;
+
     /** A reason to end this session; never escapes the server. */
     static final class SessionFailure extends RuntimeException {
         SessionFailure(String reason) {
@@ -43,7 +48,8 @@ final class ServerSession implements WireDecoder.Listener {
 
     /** Where replies go (the connection). */
     interface Output {
-        void reply(ByteBuffer bytes);
+        /** Queues {@code bytes} to the client; the future completes once they were written (or failed). */
+        Future<?> reply(ByteBuffer bytes);
     }
 
     private enum State { ACTIVE, CLOSED, DONE }
@@ -54,6 +60,7 @@ final class ServerSession implements WireDecoder.Listener {
     private final ServerConfig config;
     private final Output output;
     private final Consumer<SessionEvent> events;
+    private final SessionDirectories sessions;
     private final WireDecoder decoder;
     private final int pageSize;
 
@@ -65,6 +72,11 @@ final class ServerSession implements WireDecoder.Listener {
     private long bytesReceived;
     private long bytesAtClose;
     private PageServerHeader lastHeader;
+    /** Chain mode: the parent of this session, decided by the first PARENT that names a task. */
+    private boolean parentDecided;
+    private Optional<Path> chainParent = Optional.empty();
+    /** GET: the images served per pid, opened on the first GET for it. */
+    private final Map<Long, LazyPages> served = new HashMap<>();
 
     /** The PE_PRESENT run whose bytes are arriving. */
     private long runVaddr;
@@ -72,14 +84,15 @@ final class ServerSession implements WireDecoder.Listener {
     /** Holds a page split across reads; whole pages go to the writer straight from the socket's buffers. */
     private ByteBuffer carry;
 
-    ServerSession(long id, String remote, Instant started, ServerConfig config, Output output,
-                  Consumer<SessionEvent> events) {
+    ServerSession(long id, String remote, Instant started, ServerConfig config, SessionDirectories sessions,
+                  Output output, Consumer<SessionEvent> events) {
         this.id = id;
         this.remote = remote;
         this.started = started;
         this.config = config;
         this.output = output;
         this.events = events;
+        this.sessions = sessions;
         this.pageSize = config.pageSize();
         this.decoder = new WireDecoder(this, pageSize);
     }
@@ -128,7 +141,11 @@ final class ServerSession implements WireDecoder.Listener {
             return;
         }
         switch (h.op()) {
-            case PageServerWire.OP_PARENT -> output.reply(intReply(hasParent(pagemap(h)) ? 1 : 0));
+            case PageServerWire.OP_PARENT -> {
+                PagemapId pm = pagemap(h);
+                decideParent(pm);
+                output.reply(intReply(hasParent(pm) ? 1 : 0));
+            }
             case PageServerWire.OP_OPEN -> open(pagemap(h));
             case PageServerWire.OP_OPEN2 -> {
                 PagemapId pm = pagemap(h);
@@ -138,8 +155,7 @@ final class ServerSession implements WireDecoder.Listener {
             case PageServerWire.OP_ADD_F -> run(h, h.flags());
             case PageServerWire.OP_ADD -> run(h, PageFlags.PE_PRESENT);
             case PageServerWire.OP_HOLE -> run(h, PageFlags.PE_PARENT);
-            case PageServerWire.OP_GET -> throw failure("GET (lazy restore) is not served by pageflux's page server"
-                    + " header=\"" + h + "\": serve lazy pages with criu lazy-pages");
+            case PageServerWire.OP_GET -> get(h);
             default -> throw failure("unknown command cmd=0x" + Integer.toHexString(cmd) + " header=\"" + h
                     + "\": the client is not a CRIU page-server client or speaks a newer protocol");
         }
@@ -216,6 +232,65 @@ final class ServerSession implements WireDecoder.Listener {
         }
     }
 
+    /**
+     * GET (lazy restore, remote parent reads): answers an ADD_F[PE_PRESENT] header echoing vaddr and
+     * dst_id, with nr_pages = how many of the asked pages follow (fewer than asked when the run
+     * they are in ends sooner, at most {@link #MAX_GET_PAGES}; 0 when the pages are not in the
+     * images), then their bytes. dst_id is the plain pid. Waits until the answer was written, so
+     * a client that asks without reading cannot pile answers up in the server's memory.
+     */
+    private void get(PageServerHeader h) {
+        long pid = h.dstId();
+        if (pid <= 0 || pid > Integer.MAX_VALUE) {
+            throw failure("GET dst_id=0x" + Long.toHexString(pid) + " is not a pid header=\"" + h
+                    + "\" (GET names the task by its plain pid, no type byte)");
+        }
+        long n = h.nrPages();
+        if (n <= 0 || n > config.maxPagesPerHeader()) {
+            throw failure("GET nr_pages=" + Long.toUnsignedString(n) + " outside 1.." + config.maxPagesPerHeader()
+                    + " header=\"" + h + "\"");
+        }
+        long v = h.vaddr();
+        if (v % pageSize != 0 || Long.compareUnsigned(v, -1L - n * pageSize) > 0) {
+            throw failure("GET vaddr=0x" + Long.toHexString(v) + " is not page aligned or the range wraps around"
+                    + " header=\"" + h + "\"");
+        }
+        LazyPages source = served.computeIfAbsent(pid, this::lazyPages);
+        ByteBuffer reply;
+        try {
+            reply = source.read(v, Math.min(n, MAX_GET_PAGES), PageServerWire.HEADER_BYTES);
+        } catch (IOException | RuntimeException e) {
+            throw failure("GET cannot read pid=" + pid + " vaddr=0x" + Long.toHexString(v) + " from dir="
+                    + source.describe() + " cause=\"" + e.getMessage() + "\"");
+        }
+        long pages = (reply.remaining() - PageServerWire.HEADER_BYTES) / pageSize;
+        PageServerHeader answer = new PageServerHeader((PageFlags.PE_PRESENT << 16) | PageServerWire.OP_ADD_F, 0,
+                pages, v, h.dstId());
+        PageServerWire.encode(answer, reply.duplicate());
+        Future<?> written = output.reply(reply);
+        try {
+            written.get(config.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+            throw failure("GET answer not read by the client within idle_timeout_ms=" + config.idleTimeout().toMillis()
+                    + " header=\"" + h + "\"");
+        } catch (ExecutionException e) {
+            throw failure("GET answer could not be sent: cause=\"" + e.getCause() + "\" header=\"" + h + "\"");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw failure("interrupted while sending a GET answer header=\"" + h + "\"");
+        }
+    }
+
+    /** The images GET serves for {@code pid}: the newest completed session with its pagemap, else the parent images. */
+    private LazyPages lazyPages(long pid) {
+        PagemapId task = PagemapId.task(pid);
+        Optional<Path> dir = sessions.newestWith(task);
+        if (dir.isEmpty()) {
+            dir = config.parentImages().filter(p -> Files.isRegularFile(p.resolve(task.pagemapFileName())));
+        }
+        return new LazyPages(task, dir, pageSize);
+    }
+
     private PagemapId pagemap(PageServerHeader h) {
         try {
             return PageServerWire.pagemapOf(h.dstId());
@@ -225,17 +300,56 @@ final class ServerSession implements WireDecoder.Listener {
     }
 
     private boolean hasParent(PagemapId pm) {
-        return config.parentImages()
+        return parentImages()
                 .map(dir -> Files.isRegularFile(dir.resolve(pm.pagemapFileName())))
                 .orElse(false);
+    }
+
+    /** The images this session's holes refer to: the configured ones, or in chain mode the decided session. */
+    private Optional<Path> parentImages() {
+        return config.chain() ? chainParent : config.parentImages();
+    }
+
+    /**
+     * Chain mode: the first PARENT naming a task fixes the session's parent — the newest completed
+     * session with that task's pagemap, else the configured parent images if they have it, else none.
+     * A shared-memory pagemap does not name a process (several may map the object), so PARENT and
+     * OPEN2 for one asked before any task are answered 0: the client then sends its pages in full.
+     */
+    private void decideParent(PagemapId pm) {
+        if (!config.chain() || parentDecided || pm.kind() != PagemapId.Kind.TASK) {
+            return;
+        }
+        parentDecided = true;
+        chainParent = sessions.newestWith(pm);
+        if (chainParent.isEmpty()) {
+            chainParent = config.parentImages().filter(dir -> Files.isRegularFile(dir.resolve(pm.pagemapFileName())));
+        }
+        if (chainParent.isPresent() && writer != null) {
+            // the session's directory exists already (a pagemap was opened first): link it now
+            Path link = writer.temporaryDirectory().resolve("parent");
+            try {
+                Files.createSymbolicLink(link, parentLink(chainParent.get()));
+            } catch (IOException e) {
+                throw failure("cannot link the session to its parent: link=" + link + " parent=" + chainParent.get()
+                        + " cause=\"" + e + "\"");
+            }
+        }
+        events.accept(new SessionEvent.ParentChosen(id, remote, pm, chainParent));
+    }
+
+    /** The relative {@code parent} link from a session directory ({@code DIR/<session>}) to {@code parent}. */
+    private Path parentLink(Path parent) {
+        return Path.of("..").resolve(config.directory().relativize(parent));
     }
 
     private void open(PagemapId pm) {
         if (writer == null) {
             ImageDirectoryWriter.Options options = ImageDirectoryWriter.Options.defaults()
                     .withFirstPagesId(ImageDirectoryWriter.Options.PAGE_SERVER_FIRST_PAGES_ID);
-            if (config.parentLink().isPresent()) {
-                options = options.withParentLink(config.parentLink().get());
+            Optional<Path> link = config.chain() ? chainParent.map(this::parentLink) : config.parentLink();
+            if (link.isPresent()) {
+                options = options.withParentLink(link.get());
             }
             try {
                 writer = ImageDirectoryWriter.create(incomingDir(), options);
@@ -338,7 +452,8 @@ final class ServerSession implements WireDecoder.Listener {
         Optional<Path> dir = Optional.empty();
         if (writer != null) {
             try {
-                dir = Optional.of(publish(writer.directory()));
+                dir = Optional.of(SessionDirectories.publish(config, writer.directory(), sessionDirName()));
+                sessions.completed(dir.get());
             } catch (IOException | RuntimeException e) {
                 fail("cannot publish the session directory: dir=" + writer.directory() + " cause=\"" + e + "\"");
                 return;
@@ -348,21 +463,6 @@ final class ServerSession implements WireDecoder.Listener {
         long pages = writer != null ? writer.pages() : 0;
         long entries = writer != null ? writer.entries() : 0;
         events.accept(new SessionEvent.Completed(id, remote, dir, pages, bytesReceived, entries));
-    }
-
-    /** Renames the committed hidden directory to its visible, unique name and syncs DIR. */
-    private Path publish(Path incoming) throws IOException {
-        String base = sessionDirName();
-        Path target = config.directory().resolve(base);
-        for (int n = 2; Files.exists(target, LinkOption.NOFOLLOW_LINKS); n++) {
-            target = config.directory().resolve(base + "-" + n);
-        }
-        ServerConfig.checkInside(config.directory(), target);
-        Files.move(incoming, target, StandardCopyOption.ATOMIC_MOVE);
-        try (FileChannel d = FileChannel.open(config.directory(), StandardOpenOption.READ)) {
-            d.force(true);
-        }
-        return target;
     }
 
     /** The visible name: the template with {pid}, {time} and {seq} filled in. */

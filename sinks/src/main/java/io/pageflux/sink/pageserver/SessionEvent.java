@@ -6,7 +6,8 @@ import java.util.Optional;
 
 /**
  * What happened to one page-server session, as {@link PageServer#events()} reports it. Every
- * session emits {@link Started}, zero or more {@link Opened}, and exactly one of
+ * session emits {@link Started}, zero or more {@link Opened} (and in chain mode at most one
+ * {@link ParentChosen}), and exactly one of
  * {@link Completed} or {@link Failed}.
  */
 public sealed interface SessionEvent {
@@ -23,6 +24,15 @@ public sealed interface SessionEvent {
 
     /** The client opened a pagemap for the first time; {@code hasParent} is what OPEN2 answered. */
     record Opened(long session, String remote, PagemapId pagemap, long pagesId, boolean hasParent)
+            implements SessionEvent {
+    }
+
+    /**
+     * Chain mode ({@link PageServer.Builder#chain}): the first PARENT naming a task decided which
+     * images this session's holes refer to ({@code parent}, linked as the session's {@code parent}),
+     * or that it has none.
+     */
+    record ParentChosen(long session, String remote, PagemapId askedFor, Optional<Path> parent)
             implements SessionEvent {
     }
 

@@ -119,12 +119,6 @@ class PageServerDefenceTest {
     }
 
     @Test
-    void lazyRestoreGetIsRefused() throws Exception {
-        byte[] get = header(new PageServerHeader(PageServerWire.OP_GET, 0, 1, 0x401000, 21384));
-        rejects(get, "GET (lazy restore) is not served");
-    }
-
-    @Test
     void runBeforeOpenIsRefused() throws Exception {
         rejects(header(PageServerHeader.addF(TASK, 0x401000, 1, PageFlags.PE_PARENT)), "run before OPEN header=");
     }

@@ -157,7 +157,7 @@ class PageServerReplayTest {
 
     static List<Path> visibleChildren(Path dir) throws IOException {
         try (Stream<Path> s = Files.list(dir)) {
-            return s.sorted().toList();
+            return s.filter(p -> !p.getFileName().toString().equals(SessionDirectories.LOCK_FILE)).sorted().toList();
         }
     }
 

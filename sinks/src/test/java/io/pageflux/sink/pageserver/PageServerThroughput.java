@@ -25,7 +25,11 @@ import java.util.stream.Stream;
  * {@link PageServerSink} into {@link PageServer}, and copies the same number of bytes with
  * socat (file to TCP to file) for comparison. Prints the best of several rounds.
  *
- * <pre>java -cp ... io.pageflux.sink.pageserver.PageServerThroughput [MiB=512] [rounds=5]</pre>
+ * <pre>java -Djava.io.tmpdir=/dev/shm -cp ... io.pageflux.sink.pageserver.PageServerThroughput [MiB=512] [rounds=5]</pre>
+ *
+ * Client and server run warm in this one JVM: it measures the data path. The command-line path
+ * (a fresh client JVM per dump) is measured by {@code benchmarks/page-server.sh}. The files go under
+ * {@code java.io.tmpdir}: a tmpfs keeps the disk out of the comparison.
  */
 public final class PageServerThroughput {
 
