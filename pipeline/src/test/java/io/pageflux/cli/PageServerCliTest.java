@@ -7,7 +7,7 @@ import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
-import io.pageflux.source.freeze.ForeignProcess;
+import io.pageflux.source.sample.SampleProcess;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -41,7 +41,7 @@ class PageServerCliTest {
         String portText = Integer.toString(port);
         CompletableFuture<Cli.Result> server = CompletableFuture.supplyAsync(() -> Cli.run("page-server", "--dir",
                 received.toString(), "--port", portText, "--sessions", "2", "--chain"));
-        try (ForeignProcess target = ForeignProcess.sample(4, true)) {
+        try (SampleProcess target = SampleProcess.start(4, true)) {
             String pid = Integer.toString(target.pid());
             Cli.Result migrated = null;
             for (int attempt = 0; attempt < 100; attempt++) {
