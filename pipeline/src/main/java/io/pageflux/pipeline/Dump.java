@@ -215,13 +215,16 @@ public final class Dump {
         return Mono.defer(() -> {
             BufferPool pool = BufferPool.create(budget, chunkSize);
             DumpStats stats = new DumpStats();
-            ReadOptions options = new ReadOptions(effectivePolicy, pool, maxRunsPerRead, scheduler, stats);
+            // the total of pages up front is only for progress listeners: without one, skip the counting pass
+            ReadOptions options = new ReadOptions(effectivePolicy, pool, maxRunsPerRead, scheduler, stats)
+                    .withCountPlanned(progressListener != null);
             long started = System.nanoTime();
             Disposable[] ticker = {null};
             return Mono.fromCallable(this::context)
                     .subscribeOn(scheduler)
                     .doOnSubscribe(s -> ticker[0] = startProgress(stats, pool, started))
-                    .flatMap(context -> write(context, source.pages(options))
+                    // the source scans the regions the context was made of: smaps is read once per dump
+                    .flatMap(context -> write(context, source.pages(options.withRegions(context.regions())))
                             // sinks that need buffers of their own (compression) lease them from the
                             // dump's pool, so their memory counts against the same budget
                             .contextWrite(Context.of(CompressionOptions.POOL_CONTEXT_KEY, pool)))

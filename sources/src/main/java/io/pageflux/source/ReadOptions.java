@@ -1,5 +1,6 @@
 package io.pageflux.source;
 
+import java.util.List;
 import java.util.Objects;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
@@ -14,9 +15,18 @@ import reactor.core.scheduler.Schedulers;
  * @param maxRunsPerRead  remote iovecs per {@code process_vm_readv} call (the kernel caps it at 1024)
  * @param scheduler       where reads run (blocking syscalls: a bounded-elastic or dedicated thread)
  * @param stats           counters the reader updates as it goes
+ * @param regions         the target's regions as the caller has just read them ({@link MemorySource#regions()}),
+ *                        for a live source to scan instead of reading {@code /proc/PID/smaps} a second time
+ *                        (the kernel walks every page table entry for smaps: about 13 ms per GiB resident);
+ *                        {@code null} (the default): the source reads them when it starts reading. A source
+ *                        that must see the layout at a particular moment (frozen) reads its own.
+ * @param countPlanned    whether the page scan first makes a counting pass so that
+ *                        {@link DumpStats#pagesPlanned()} holds the total before the first chunk (what a progress
+ *                        bar needs; it costs one more page-table walk). Without it the planned pages grow as the
+ *                        scan selects runs, and equal the total once the stream completes. Default {@code true}.
  */
 public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRead, Scheduler scheduler,
-                          DumpStats stats) {
+                          DumpStats stats, List<MemoryRegion> regions, boolean countPlanned) {
 
     public static final int MAX_IOVECS = 1024;
 
@@ -28,6 +38,13 @@ public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRe
         if (maxRunsPerRead < 1 || maxRunsPerRead > MAX_IOVECS) {
             throw new IllegalArgumentException("maxRunsPerRead must be 1.." + MAX_IOVECS + ": " + maxRunsPerRead);
         }
+        regions = regions == null ? null : List.copyOf(regions);
+    }
+
+    /** Regions read by the source itself, with the counting pass. */
+    public ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRead, Scheduler scheduler,
+                       DumpStats stats) {
+        this(policy, pool, maxRunsPerRead, scheduler, stats, null, true);
     }
 
     /** CRIU's full-dump selection, 1024 runs per call, reads on {@link Schedulers#boundedElastic()}. */
@@ -37,22 +54,33 @@ public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRe
     }
 
     public ReadOptions withPolicy(RegionPolicy policy) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
     }
 
     public ReadOptions withPool(BufferPool pool) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
     }
 
     public ReadOptions withMaxRunsPerRead(int maxRunsPerRead) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
     }
 
     public ReadOptions withScheduler(Scheduler scheduler) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
     }
 
     public ReadOptions withStats(DumpStats stats) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+    }
+
+    /** A copy whose source scans {@code regions} (just read by the caller) instead of reading them again. */
+    public ReadOptions withRegions(List<MemoryRegion> regions) {
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats,
+                Objects.requireNonNull(regions, "regions"), countPlanned);
+    }
+
+    /** A copy with or without the counting pass (see {@link #countPlanned()}). */
+    public ReadOptions withCountPlanned(boolean countPlanned) {
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
     }
 }
