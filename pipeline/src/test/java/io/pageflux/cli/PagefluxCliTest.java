@@ -74,6 +74,11 @@ class PagefluxCliTest {
         assertEquals(2, badSize.exit(), badSize.toString());
         assertTrue(badSize.err().contains("not a size: 'lots'"), badSize.err());
 
+        Cli.Result badScanner = Cli.run("dump", "--pid", "1", "--to", "null", "--scanner", "fast");
+        assertEquals(2, badScanner.exit(), badScanner.toString());
+        assertTrue(badScanner.err().contains("--scanner fast: unknown scanner; use auto, pagemap-scan or pagemap-file"),
+                badScanner.err());
+
         Cli.Result badPolicy = Cli.run("dump", "--pid", "1", "--to", "null", "--policy", "most");
         assertEquals(2, badPolicy.exit(), badPolicy.toString());
         assertTrue(badPolicy.err().contains("--policy most: unknown policy; use full or pre-dump"), badPolicy.err());
@@ -246,6 +251,27 @@ class PagefluxCliTest {
             assertEquals("dir:" + out, json.at("/sinks/0/sink").asText());
             assertEquals(images.presentPages(), json.at("/sinks/0/pages").asLong());
             assertEquals(images.entries(), json.at("/sinks/0/entries").asLong());
+        }
+    }
+
+    @Test
+    void eachScannerFindsTheSamePages() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            String pid = Integer.toString(sample.pid());
+            long dumped = -1;
+            for (String scanner : List.of("pagemap-scan", "pagemap-file", "auto")) {
+                Cli.Result r = Cli.run("dump", "--pid", pid, "--to", "null", "--json", "--scanner", scanner);
+                assertEquals(0, r.exit(), r.toString());
+                JsonNode json = Reports.JSON.readTree(r.out());
+                long pages = json.at("/pages/dumped").asLong();
+                // A 64 + B 16 + C 16 + D 8, plus the C runtime's own pages
+                assertTrue(pages >= 104, scanner + ": " + r.out());
+                assertEquals(pages, json.at("/pages/planned").asLong(), scanner + ": " + r.out());
+                if (dumped >= 0) {
+                    assertEquals(dumped, pages, "--scanner " + scanner + " found other pages");
+                }
+                dumped = pages;
+            }
         }
     }
 
