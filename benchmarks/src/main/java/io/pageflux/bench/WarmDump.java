@@ -1,0 +1,68 @@
+package io.pageflux.bench;
+
+import io.pageflux.pipeline.Dump;
+import io.pageflux.pipeline.DumpReport;
+import io.pageflux.sink.PageSink;
+import io.pageflux.sink.PageSinks;
+import io.pageflux.sink.criu.CriuImageOptions;
+import io.pageflux.source.DataSize;
+import io.pageflux.source.LiveProcess;
+import io.pageflux.source.ScannerKind;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.stream.Stream;
+
+/**
+ * The same dump run several times in ONE JVM, as a library user's application runs it: the first
+ * run pays class loading and JIT warm-up, the later ones show the steady state. Used by
+ * {@code benchmarks/whole-process.sh} for its "warm" rows.
+ *
+ * <pre>
+ *   java -cp benchmarks/target/benchmarks.jar io.pageflux.bench.WarmDump PID null|DIR RUNS [BUDGET] [SCANNER]
+ * </pre>
+ *
+ * Prints one line per run: {@code run=N seconds=S bytes=B gibps=G} (the dump's own duration, from
+ * subscribing to the report; a directory sink includes its fsync and rename). A DIR is replaced at
+ * every run and deleted at the end.
+ */
+public final class WarmDump {
+
+    private WarmDump() {
+    }
+
+    public static void main(String[] args) throws IOException {
+        if (args.length < 3) {
+            System.err.println("usage: WarmDump PID null|DIR RUNS [BUDGET] [auto|pagemap-scan|pagemap-file]");
+            System.exit(2);
+        }
+        int pid = Integer.parseInt(args[0]);
+        Path dir = args[1].equals("null") ? null : Path.of(args[1]);
+        int runs = Integer.parseInt(args[2]);
+        DataSize budget = args.length > 3 ? DataSize.parse(args[3]) : Dump.DEFAULT_BUDGET;
+        ScannerKind scanner = args.length > 4 ? ScannerKind.valueOf(args[4].toUpperCase().replace('-', '_'))
+                : ScannerKind.AUTO;
+        for (int i = 1; i <= runs; i++) {
+            PageSink sink = dir == null ? PageSinks.nullSink()
+                    : PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(true));
+            DumpReport report = Dump.of(LiveProcess.attach(pid).withScanner(scanner))
+                    .budget(budget)
+                    .to(sink)
+                    .run()
+                    .block();
+            double seconds = report.duration().toNanos() / 1e9;
+            System.out.printf("run=%d seconds=%.4f bytes=%d gibps=%.3f%n", i, seconds, report.bytesDumped(),
+                    report.bytesDumped() / seconds / (1L << 30));
+            System.out.flush();
+        }
+        if (dir != null && Files.exists(dir)) {
+            try (Stream<Path> files = Files.walk(dir)) {
+                for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
+                    Files.delete(p);
+                }
+            }
+        }
+        System.exit(0);
+    }
+}
