@@ -4,10 +4,8 @@ import io.pageflux.pipeline.Dump;
 import io.pageflux.pipeline.DumpReport;
 import io.pageflux.sink.PageSink;
 import io.pageflux.sink.PageSinks;
-import io.pageflux.sink.criu.CriuImageOptions;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.LiveProcess;
-import io.pageflux.source.ScannerKind;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -20,12 +18,13 @@ import java.util.stream.Stream;
  * {@code benchmarks/whole-process.sh} for its "warm" rows.
  *
  * <pre>
- *   java -cp benchmarks/target/benchmarks.jar io.pageflux.bench.WarmDump PID null|DIR RUNS [BUDGET] [SCANNER]
+ *   java -cp benchmarks/target/benchmarks.jar io.pageflux.bench.WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS]
  * </pre>
  *
  * Prints one line per run: {@code run=N seconds=S bytes=B gibps=G} (the dump's own duration, from
- * subscribing to the report; a directory sink includes its fsync and rename). A DIR is replaced at
- * every run and deleted at the end.
+ * subscribing to the report; a directory sink includes its fsync and rename). A DIR is deleted after
+ * every run, outside the measured time (replacing it with {@code --force} would count the deletion of
+ * the previous dump's gigabytes).
  */
 public final class WarmDump {
 
@@ -34,20 +33,20 @@ public final class WarmDump {
 
     public static void main(String[] args) throws IOException {
         if (args.length < 3) {
-            System.err.println("usage: WarmDump PID null|DIR RUNS [BUDGET] [auto|pagemap-scan|pagemap-file]");
+            System.err.println("usage: WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS]");
             System.exit(2);
         }
         int pid = Integer.parseInt(args[0]);
         Path dir = args[1].equals("null") ? null : Path.of(args[1]);
         int runs = Integer.parseInt(args[2]);
         DataSize budget = args.length > 3 ? DataSize.parse(args[3]) : Dump.DEFAULT_BUDGET;
-        ScannerKind scanner = args.length > 4 ? ScannerKind.valueOf(args[4].toUpperCase().replace('-', '_'))
-                : ScannerKind.AUTO;
+        int readThreads = args.length > 4 ? Integer.parseInt(args[4]) : 1;
         for (int i = 1; i <= runs; i++) {
             PageSink sink = dir == null ? PageSinks.nullSink()
-                    : PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(true));
-            DumpReport report = Dump.of(LiveProcess.attach(pid).withScanner(scanner))
+                    : PageSinks.criuImages(dir);
+            DumpReport report = Dump.of(LiveProcess.attach(pid))
                     .budget(budget)
+                    .readThreads(readThreads)
                     .to(sink)
                     .run()
                     .block();
@@ -55,7 +54,12 @@ public final class WarmDump {
             System.out.printf("run=%d seconds=%.4f bytes=%d gibps=%.3f%n", i, seconds, report.bytesDumped(),
                     report.bytesDumped() / seconds / (1L << 30));
             System.out.flush();
+            delete(dir);
         }
+        System.exit(0);
+    }
+
+    private static void delete(Path dir) throws IOException {
         if (dir != null && Files.exists(dir)) {
             try (Stream<Path> files = Files.walk(dir)) {
                 for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
@@ -63,6 +67,5 @@ public final class WarmDump {
                 }
             }
         }
-        System.exit(0);
     }
 }

@@ -8,6 +8,7 @@ import io.netty.handler.ssl.SslContext;
 import io.pageflux.sink.compress.Codec;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
+import io.pageflux.source.LiveChunkReader;
 import io.pageflux.source.LiveProcess;
 import io.pageflux.source.MemorySource;
 import io.pageflux.source.PagefluxException;
@@ -107,6 +108,11 @@ final class DumpCommand implements Callable<Integer> {
                     + "8 bytes per page of address space: slow on large sparse mappings).")
     String scanner;
 
+    @Option(names = "--read-threads", paramLabel = "N", defaultValue = "1",
+            description = "Threads copying each read batch (1..16, default ${DEFAULT-VALUE}). 2 copies almost twice as "
+                    + "fast when a second core is free, and takes that core from the target and the sink.")
+    int readThreads;
+
     @Option(names = "--mode", paramLabel = "none|pre-dump|dump", defaultValue = "none",
             description = "Freeze the target: not at all (none, default), while its pages are found (pre-dump), or "
                     + "until the images are written (dump: a consistent snapshot). The frozen time is reported.")
@@ -167,6 +173,9 @@ final class DumpCommand implements Callable<Integer> {
             OutputDirs.checkWritable(destination.dir(), force);
         }
         ScannerKind scannerKind = scannerKind(scanner);
+        if (readThreads < 1 || readThreads > LiveChunkReader.MAX_READ_THREADS) {
+            throw CliException.badInput("--read-threads " + readThreads + ": use 1.." + LiveChunkReader.MAX_READ_THREADS);
+        }
         LiveProcess target = attach(pid).withScanner(scannerKind);
         FreezeMode freezeMode;
         try {
@@ -186,6 +195,7 @@ final class DumpCommand implements Callable<Integer> {
                 .preDump(preDump)
                 .budget(budget)
                 .chunkSize(chunkSize)
+                .readThreads(readThreads)
                 .to(sink);
         ProgressBar bar = null;
         if (parent.env.progressTerminal() && !noProgress) {

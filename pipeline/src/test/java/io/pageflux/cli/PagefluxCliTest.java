@@ -79,6 +79,10 @@ class PagefluxCliTest {
         assertTrue(badScanner.err().contains("--scanner fast: unknown scanner; use auto, pagemap-scan or pagemap-file"),
                 badScanner.err());
 
+        Cli.Result badThreads = Cli.run("dump", "--pid", "1", "--to", "null", "--read-threads", "0");
+        assertEquals(2, badThreads.exit(), badThreads.toString());
+        assertTrue(badThreads.err().contains("--read-threads 0: use 1..16"), badThreads.err());
+
         Cli.Result badPolicy = Cli.run("dump", "--pid", "1", "--to", "null", "--policy", "most");
         assertEquals(2, badPolicy.exit(), badPolicy.toString());
         assertTrue(badPolicy.err().contains("--policy most: unknown policy; use full or pre-dump"), badPolicy.err());
@@ -273,6 +277,54 @@ class PagefluxCliTest {
                 dumped = pages;
             }
         }
+    }
+
+    @Test
+    void twoReadThreadsWriteTheSameImagesAsOne() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(16, false)) {
+            String pid = Integer.toString(sample.pid());
+            Path one = tmp.resolve("one");
+            Path two = tmp.resolve("two");
+            Cli.Result r1 = Cli.run("dump", "--pid", pid, "--out", one.toString());
+            assertEquals(0, r1.exit(), r1.toString());
+            Cli.Result r2 = Cli.run("dump", "--pid", pid, "--out", two.toString(), "--read-threads", "2");
+            assertEquals(0, r2.exit(), r2.toString());
+            ImageDirectory a = ImageDirectory.open(one).verify();
+            ImageDirectory b = ImageDirectory.open(two).verify();
+            assertTrue(a.presentPages() >= 16 * 256, "the 16 MiB bulk region was dumped: " + a.presentPages());
+            assertEquals(a.presentPages(), b.presentPages());
+            // the bulk region X, page by page (the rest of the target, its stack, may change between the dumps)
+            long x = sample.address(SampleProcess.Region.X);
+            assertEquals(16 * 256, bulkPages(b, x, sample), "X pages in the two-thread dump");
+            assertEquals(16 * 256, bulkPages(a, x, sample), "X pages in the one-thread dump");
+        }
+    }
+
+    /** Checks every page of X in {@code images} against the sample's bytes; returns how many there were. */
+    private static long bulkPages(ImageDirectory images, long x, SampleProcess sample) throws IOException {
+        long end = x + sample.bulkPages() * 4096;
+        long seen = 0;
+        for (var pm : images.pagemaps()) {
+            for (var e : pm.entries()) {
+                if (!e.present() || e.vaddr() >= end || e.end() <= x) {
+                    continue;
+                }
+                java.nio.ByteBuffer bytes = images.readPages(pm, e);
+                for (long p = 0; p < e.nrPages(); p++) {
+                    long address = e.vaddr() + p * 4096;
+                    if (address < x || address >= end) {
+                        continue;
+                    }
+                    byte[] page = new byte[4096];
+                    bytes.get((int) (p * 4096), page);
+                    assertEquals(-1, java.util.Arrays.mismatch(
+                            SampleProcess.expectedPage(SampleProcess.Region.X, (address - x) / 4096), page),
+                            String.format("page 0x%x", address));
+                    seen++;
+                }
+            }
+        }
+        return seen;
     }
 
     @Test

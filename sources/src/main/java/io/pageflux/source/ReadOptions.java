@@ -24,9 +24,13 @@ import reactor.core.scheduler.Schedulers;
  *                        {@link DumpStats#pagesPlanned()} holds the total before the first chunk (what a progress
  *                        bar needs; it costs one more page-table walk). Without it the planned pages grow as the
  *                        scan selects runs, and equal the total once the stream completes. Default {@code true}.
+ * @param readThreads     threads copying each large read batch of a live process at once, 1..16 (default 1:
+ *                        the stream's read worker only). With 2, a batch is cut in two halves copied on two
+ *                        cores, which nearly doubles the copy rate when a core is free, at the cost of that
+ *                        core (the target keeps running meanwhile); see {@link LiveChunkReader}.
  */
 public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRead, Scheduler scheduler,
-                          DumpStats stats, List<MemoryRegion> regions, boolean countPlanned) {
+                          DumpStats stats, List<MemoryRegion> regions, boolean countPlanned, int readThreads) {
 
     public static final int MAX_IOVECS = 1024;
 
@@ -39,12 +43,16 @@ public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRe
             throw new IllegalArgumentException("maxRunsPerRead must be 1.." + MAX_IOVECS + ": " + maxRunsPerRead);
         }
         regions = regions == null ? null : List.copyOf(regions);
+        if (readThreads < 1 || readThreads > LiveChunkReader.MAX_READ_THREADS) {
+            throw new IllegalArgumentException("readThreads must be 1.." + LiveChunkReader.MAX_READ_THREADS + ": "
+                    + readThreads);
+        }
     }
 
     /** Regions read by the source itself, with the counting pass. */
     public ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRead, Scheduler scheduler,
                        DumpStats stats) {
-        this(policy, pool, maxRunsPerRead, scheduler, stats, null, true);
+        this(policy, pool, maxRunsPerRead, scheduler, stats, null, true, 1);
     }
 
     /** CRIU's full-dump selection, 1024 runs per call, reads on {@link Schedulers#boundedElastic()}. */
@@ -54,33 +62,38 @@ public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRe
     }
 
     public ReadOptions withPolicy(RegionPolicy policy) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     public ReadOptions withPool(BufferPool pool) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     public ReadOptions withMaxRunsPerRead(int maxRunsPerRead) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     public ReadOptions withScheduler(Scheduler scheduler) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     public ReadOptions withStats(DumpStats stats) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     /** A copy whose source scans {@code regions} (just read by the caller) instead of reading them again. */
     public ReadOptions withRegions(List<MemoryRegion> regions) {
         return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats,
-                Objects.requireNonNull(regions, "regions"), countPlanned);
+                Objects.requireNonNull(regions, "regions"), countPlanned, readThreads);
+    }
+
+    /** A copy that copies each large batch with {@code readThreads} threads (see {@link #readThreads()}). */
+    public ReadOptions withReadThreads(int readThreads) {
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 
     /** A copy with or without the counting pass (see {@link #countPlanned()}). */
     public ReadOptions withCountPlanned(boolean countPlanned) {
-        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned);
+        return new ReadOptions(policy, pool, maxRunsPerRead, scheduler, stats, regions, countPlanned, readThreads);
     }
 }
