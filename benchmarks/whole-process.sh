@@ -21,8 +21,11 @@
 # fsync); pageflux's from the dump's start (subscribing: smaps, scan, reads, sink, fsync, rename) to
 # its report, without JVM start-up. The CLI rows also show the wall time of the whole command, JVM
 # start-up included; C has no start-up to speak of. The ratio is to C vm (null rows) or C copy (file
-# rows) of the same invocation. `sync` runs before every file-writing run, so none pays for the
-# previous one's dirty pages.
+# rows) of the same invocation. Before every file-writing run: `sync` (no run pays for the previous
+# one's dirty pages) and a 3 s pause. The pause makes runs comparable on a VM with free page reporting
+# (virtio-balloon): memory freed by deleting the previous output goes back to the host after ~2 s, and
+# refilling it then costs host page faults. Without the pause, a writer that starts at once (C) reuses
+# still-backed pages and one that starts a JVM first does not: 1.3 vs 0.5-0.8 GiB/s for the same C loop.
 #
 # Constant memory (--memory): dumps a 1 GiB and an 8 GiB target with --budget, --to null and to a
 # directory, and a tiny target (the JVM baseline: pageflux's own peak RSS with one buffer in use),
@@ -110,10 +113,10 @@ throughput() {
     e=$(date +%s.%N)
     record "$name" "$(gibps_of_json <<<"$out")" "$(py "print('%.2f' % ($e - $s))")" "$(tail -n 1 "$work/rss")"
   }
-  warm() { # name null|DIR [read-threads] : runs+1 dumps in one JVM, the first not counted
+  warm() { # name null|DIR [read-threads] [pause-ms] : runs+1 dumps in one JVM, the first not counted
     local name="$1" out
     out=$(/usr/bin/time -f %M -o "$work/rss" java -cp "$bench_jar" io.pageflux.bench.WarmDump "$pid" "$2" $((runs + 1)) \
-        "$budget" "${3:-1}")
+        "$budget" "${3:-1}" "${4:-0}")
     echo "$out" | sed 's/^/    warm /' >&2
     local g
     g=$(tail -n +2 <<<"$out" | sed -n 's/.*gibps=\([0-9.]*\).*/\1/p' | sort -g | tail -n 1)
@@ -129,11 +132,12 @@ throughput() {
   warm pwarm null
   warm pwarm2 null 2
   if [ "$skip_file" = 0 ]; then
+    settle() { sync; sleep 3; }
     for _ in $(seq 1 "$runs"); do
-      sync; timed ccopy "$work/refread" copy "$pid" "$work/copy.bin"; rm -f "$work/copy.bin"
-      sync; cli pdir --out "$work/out" --force; rm -rf "$work/out"
+      settle; timed ccopy "$work/refread" copy "$pid" "$work/copy.bin"; rm -f "$work/copy.bin"
+      settle; cli pdir --out "$work/out" --force; rm -rf "$work/out"
     done
-    sync; warm pwarmdir "$work/warm-out"
+    warm pwarmdir "$work/warm-out" 1 3000
   fi
   row() { # label key reference-key
     py "

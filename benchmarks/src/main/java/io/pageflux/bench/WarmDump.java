@@ -18,13 +18,16 @@ import java.util.stream.Stream;
  * {@code benchmarks/whole-process.sh} for its "warm" rows.
  *
  * <pre>
- *   java -cp benchmarks/target/benchmarks.jar io.pageflux.bench.WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS]
+ *   java -cp benchmarks/target/benchmarks.jar io.pageflux.bench.WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS] [PAUSE_MS]
  * </pre>
  *
  * Prints one line per run: {@code run=N seconds=S bytes=B gibps=G} (the dump's own duration, from
  * subscribing to the report; a directory sink includes its fsync and rename). A DIR is deleted after
  * every run, outside the measured time (replacing it with {@code --force} would count the deletion of
- * the previous dump's gigabytes).
+ * the previous dump's gigabytes). With PAUSE_MS, {@code sync} runs and the JVM sleeps that long before
+ * every run, so that every run starts from the same state of the page cache as the C reference's runs
+ * in {@code whole-process.sh} (on a VM that hands freed memory back to its host, memory written soon
+ * after a delete is much faster to fill than memory written seconds later).
  */
 public final class WarmDump {
 
@@ -33,7 +36,7 @@ public final class WarmDump {
 
     public static void main(String[] args) throws IOException {
         if (args.length < 3) {
-            System.err.println("usage: WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS]");
+            System.err.println("usage: WarmDump PID null|DIR RUNS [BUDGET] [READ_THREADS] [PAUSE_MS]");
             System.exit(2);
         }
         int pid = Integer.parseInt(args[0]);
@@ -41,7 +44,11 @@ public final class WarmDump {
         int runs = Integer.parseInt(args[2]);
         DataSize budget = args.length > 3 ? DataSize.parse(args[3]) : Dump.DEFAULT_BUDGET;
         int readThreads = args.length > 4 ? Integer.parseInt(args[4]) : 1;
+        long pauseMillis = args.length > 5 ? Long.parseLong(args[5]) : 0;
         for (int i = 1; i <= runs; i++) {
+            if (pauseMillis > 0) {
+                settle(pauseMillis);
+            }
             PageSink sink = dir == null ? PageSinks.nullSink()
                     : PageSinks.criuImages(dir);
             DumpReport report = Dump.of(LiveProcess.attach(pid))
@@ -57,6 +64,16 @@ public final class WarmDump {
             delete(dir);
         }
         System.exit(0);
+    }
+
+    private static void settle(long pauseMillis) throws IOException {
+        try {
+            new ProcessBuilder("sync").inheritIO().start().waitFor();
+            Thread.sleep(pauseMillis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while settling", e);
+        }
     }
 
     private static void delete(Path dir) throws IOException {
