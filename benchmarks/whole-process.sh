@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Whole-process benchmarks: one target, several readers side by side, in one invocation.
 #
-#   benchmarks/whole-process.sh [--gib N] [--budget 64M] [--runs 3] [--skip-file]   throughput
+#   benchmarks/whole-process.sh [--gib N] [--budget 64M] [--runs 3] [--skip-file] [--settle S]   throughput
 #   benchmarks/whole-process.sh --memory [--budget 64M]                             constant memory
 #   benchmarks/whole-process.sh --sparse [--sparse-gib 64] [--runs 3]               PAGEMAP_SCAN vs pagemap
 #
@@ -21,11 +21,13 @@
 # fsync); pageflux's from the dump's start (subscribing: smaps, scan, reads, sink, fsync, rename) to
 # its report, without JVM start-up. The CLI rows also show the wall time of the whole command, JVM
 # start-up included; C has no start-up to speak of. The ratio is to C vm (null rows) or C copy (file
-# rows) of the same invocation. Before every file-writing run: `sync` (no run pays for the previous
-# one's dirty pages) and a 3 s pause. The pause makes runs comparable on a VM with free page reporting
-# (virtio-balloon): memory freed by deleting the previous output goes back to the host after ~2 s, and
-# refilling it then costs host page faults. Without the pause, a writer that starts at once (C) reuses
-# still-backed pages and one that starts a JVM first does not: 1.3 vs 0.5-0.8 GiB/s for the same C loop.
+# rows) of the same invocation. Before every file-writing run: `sync`, so no run pays for the previous
+# one's dirty pages; with --settle S also a pause of S seconds. On a VM with free page reporting
+# (virtio-balloon), memory freed by deleting the previous output goes back to the host after ~2 s and
+# filling page cache afterwards costs host page faults; how much of that a writer pays depends on the
+# process (a fresh JVM, which first takes ~100 MiB for itself, pays far more than a fresh C process:
+# a plain Java FileChannel loop writes 0.3-0.4 GiB/s after `--settle 3`, the C loop 1.35-1.4, and the
+# same Java loop 1.2-1.7 GiB/s when it writes again at once). Default 0: back to back.
 #
 # Constant memory (--memory): dumps a 1 GiB and an 8 GiB target with --budget, --to null and to a
 # directory, and a tiny target (the JVM baseline: pageflux's own peak RSS with one buffer in use),
@@ -38,7 +40,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-gib=1 budget=64M runs=3 skip_file=0 mode=throughput sparse_gib=64
+gib=1 budget=64M runs=3 skip_file=0 mode=throughput sparse_gib=64 settle_secs=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --gib) gib="$2"; shift 2 ;;
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
     --memory) mode=memory; shift ;;
     --sparse) mode=sparse; shift ;;
     --sparse-gib) sparse_gib="$2"; shift 2 ;;
+    --settle) settle_secs="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -132,12 +135,12 @@ throughput() {
   warm pwarm null
   warm pwarm2 null 2
   if [ "$skip_file" = 0 ]; then
-    settle() { sync; sleep 3; }
+    settle() { sync; sleep "$settle_secs"; }
     for _ in $(seq 1 "$runs"); do
       settle; timed ccopy "$work/refread" copy "$pid" "$work/copy.bin"; rm -f "$work/copy.bin"
       settle; cli pdir --out "$work/out" --force; rm -rf "$work/out"
     done
-    warm pwarmdir "$work/warm-out" 1 3000
+    warm pwarmdir "$work/warm-out" 1 $((settle_secs * 1000))
   fi
   row() { # label key reference-key
     py "

@@ -25,9 +25,9 @@ import java.util.stream.Stream;
  * subscribing to the report; a directory sink includes its fsync and rename). A DIR is deleted after
  * every run, outside the measured time (replacing it with {@code --force} would count the deletion of
  * the previous dump's gigabytes). With PAUSE_MS, {@code sync} runs and the JVM sleeps that long before
- * every run, so that every run starts from the same state of the page cache as the C reference's runs
- * in {@code whole-process.sh} (on a VM that hands freed memory back to its host, memory written soon
- * after a delete is much faster to fill than memory written seconds later).
+ * every run, like {@code whole-process.sh --settle} does before the C reference's runs (on a VM that
+ * hands freed memory back to its host, page cache filled soon after a delete is much faster to fill
+ * than page cache filled seconds later).
  */
 public final class WarmDump {
 
