@@ -74,6 +74,15 @@ class PagefluxCliTest {
         assertEquals(2, badSize.exit(), badSize.toString());
         assertTrue(badSize.err().contains("not a size: 'lots'"), badSize.err());
 
+        Cli.Result badScanner = Cli.run("dump", "--pid", "1", "--to", "null", "--scanner", "fast");
+        assertEquals(2, badScanner.exit(), badScanner.toString());
+        assertTrue(badScanner.err().contains("--scanner fast: unknown scanner; use auto, pagemap-scan or pagemap-file"),
+                badScanner.err());
+
+        Cli.Result badThreads = Cli.run("dump", "--pid", "1", "--to", "null", "--read-threads", "0");
+        assertEquals(2, badThreads.exit(), badThreads.toString());
+        assertTrue(badThreads.err().contains("--read-threads 0: use 1..16"), badThreads.err());
+
         Cli.Result badPolicy = Cli.run("dump", "--pid", "1", "--to", "null", "--policy", "most");
         assertEquals(2, badPolicy.exit(), badPolicy.toString());
         assertTrue(badPolicy.err().contains("--policy most: unknown policy; use full or pre-dump"), badPolicy.err());
@@ -247,6 +256,75 @@ class PagefluxCliTest {
             assertEquals(images.presentPages(), json.at("/sinks/0/pages").asLong());
             assertEquals(images.entries(), json.at("/sinks/0/entries").asLong());
         }
+    }
+
+    @Test
+    void eachScannerFindsTheSamePages() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            String pid = Integer.toString(sample.pid());
+            long dumped = -1;
+            for (String scanner : List.of("pagemap-scan", "pagemap-file", "auto")) {
+                Cli.Result r = Cli.run("dump", "--pid", pid, "--to", "null", "--json", "--scanner", scanner);
+                assertEquals(0, r.exit(), r.toString());
+                JsonNode json = Reports.JSON.readTree(r.out());
+                long pages = json.at("/pages/dumped").asLong();
+                // A 64 + B 16 + C 16 + D 8, plus the C runtime's own pages
+                assertTrue(pages >= 104, scanner + ": " + r.out());
+                assertEquals(pages, json.at("/pages/planned").asLong(), scanner + ": " + r.out());
+                if (dumped >= 0) {
+                    assertEquals(dumped, pages, "--scanner " + scanner + " found other pages");
+                }
+                dumped = pages;
+            }
+        }
+    }
+
+    @Test
+    void twoReadThreadsWriteTheSameImagesAsOne() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(16, false)) {
+            String pid = Integer.toString(sample.pid());
+            Path one = tmp.resolve("one");
+            Path two = tmp.resolve("two");
+            Cli.Result r1 = Cli.run("dump", "--pid", pid, "--out", one.toString());
+            assertEquals(0, r1.exit(), r1.toString());
+            Cli.Result r2 = Cli.run("dump", "--pid", pid, "--out", two.toString(), "--read-threads", "2");
+            assertEquals(0, r2.exit(), r2.toString());
+            ImageDirectory a = ImageDirectory.open(one).verify();
+            ImageDirectory b = ImageDirectory.open(two).verify();
+            assertTrue(a.presentPages() >= 16 * 256, "the 16 MiB bulk region was dumped: " + a.presentPages());
+            assertEquals(a.presentPages(), b.presentPages());
+            // the bulk region X, page by page (the rest of the target, its stack, may change between the dumps)
+            long x = sample.address(SampleProcess.Region.X);
+            assertEquals(16 * 256, bulkPages(b, x, sample), "X pages in the two-thread dump");
+            assertEquals(16 * 256, bulkPages(a, x, sample), "X pages in the one-thread dump");
+        }
+    }
+
+    /** Checks every page of X in {@code images} against the sample's bytes; returns how many there were. */
+    private static long bulkPages(ImageDirectory images, long x, SampleProcess sample) throws IOException {
+        long end = x + sample.bulkPages() * 4096;
+        long seen = 0;
+        for (var pm : images.pagemaps()) {
+            for (var e : pm.entries()) {
+                if (!e.present() || e.vaddr() >= end || e.end() <= x) {
+                    continue;
+                }
+                java.nio.ByteBuffer bytes = images.readPages(pm, e);
+                for (long p = 0; p < e.nrPages(); p++) {
+                    long address = e.vaddr() + p * 4096;
+                    if (address < x || address >= end) {
+                        continue;
+                    }
+                    byte[] page = new byte[4096];
+                    bytes.get((int) (p * 4096), page);
+                    assertEquals(-1, java.util.Arrays.mismatch(
+                            SampleProcess.expectedPage(SampleProcess.Region.X, (address - x) / 4096), page),
+                            String.format("page 0x%x", address));
+                    seen++;
+                }
+            }
+        }
+        return seen;
     }
 
     @Test

@@ -10,6 +10,11 @@ import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Reads planned runs of a live process into pooled buffers, one chunk per {@link #next} call.
@@ -34,12 +39,26 @@ import java.util.Objects;
  * naming the missing capability or ptrace setting; any other errno with a {@link PagefluxException}
  * stating pid, address and errno.
  *
- * <p>Single-threaded, as {@link ChunkReader} requires. Closing it also closes the run iterator if
- * it is {@link AutoCloseable} (a {@link PageScan}).
+ * <p><b>Read threads.</b> With {@code readThreads > 1}, a {@code process_vm_readv} batch of at least
+ * {@value #PARALLEL_MIN_BYTES} bytes is cut into that many parts of about equal size (at page
+ * boundaries, splitting a run if needed), each copied into its own part of the buffer by its own
+ * thread: the kernel's copy is bound to one core per call, and two calls on two cores copy almost
+ * twice as fast. When every part arrived whole, the chunk is exactly what one call would have made;
+ * when any part came back short or failed, the whole batch is read again the one-thread way above,
+ * which handles vanished pages and errors (so faults cost a second read, but only then).
+ *
+ * <p>Single-threaded, as {@link ChunkReader} requires ({@link #next} returns only after its helper
+ * threads are done with the buffer). Closing it also closes the run iterator if it is
+ * {@link AutoCloseable} (a {@link PageScan}) and stops the helper threads.
  */
 public final class LiveChunkReader implements ChunkReader {
 
     private static final int PAGE = PageRun.PAGE_SIZE;
+    /** Batches smaller than this are read by one call: the hand-off would cost more than it saves. */
+    static final int PARALLEL_MIN_BYTES = 1 << 20;
+    /** The most read threads a reader may use. */
+    public static final int MAX_READ_THREADS = 16;
+    private static final AtomicInteger HELPER_IDS = new AtomicInteger();
 
     private final Iterator<PlannedRun> runs;
     private final int pid;
@@ -56,6 +75,17 @@ public final class LiveChunkReader implements ChunkReader {
     private boolean closed;
     /** A failure of the run iterator met by {@link #exhausted()}, rethrown by the next read. */
     private RuntimeException scanFailure;
+    private final int readThreads;
+    /** Part i &gt; 0 of a parallel batch: its own iovec block and local iovec (neither is thread-safe). */
+    private final RemoteIovecs[] partIovecs;
+    private final ProcessVm[] partVms;
+    private final long[] partLocal;
+    private final long[] partLength;
+    private final int[] partCount;
+    /** readThreads - 1 helper threads, started on the first parallel batch. */
+    private ExecutorService helpers;
+    /** Batches copied whole in parts (for tests: the parallel path was taken, not the fallback). */
+    private long batchesInParts;
 
     /**
      * @param runs           the runs to read, in the order their bytes should appear; page aligned
@@ -64,6 +94,18 @@ public final class LiveChunkReader implements ChunkReader {
      * @param stats          receives {@code chunkRead} and {@code pageVanished}
      */
     public LiveChunkReader(Iterator<PlannedRun> runs, int pid, int maxRunsPerRead, DumpStats stats) {
+        this(runs, pid, maxRunsPerRead, stats, 1);
+    }
+
+    /**
+     * @param readThreads threads copying each large batch, 1..{@value #MAX_READ_THREADS} (see the class
+     *                    description); 1 reads on the calling thread only
+     */
+    public LiveChunkReader(Iterator<PlannedRun> runs, int pid, int maxRunsPerRead, DumpStats stats, int readThreads) {
+        if (readThreads < 1 || readThreads > MAX_READ_THREADS) {
+            throw new IllegalArgumentException("readThreads must be 1.." + MAX_READ_THREADS + ": " + readThreads);
+        }
+        this.readThreads = readThreads;
         this.runs = Objects.requireNonNull(runs, "runs");
         this.stats = Objects.requireNonNull(stats, "stats");
         if (maxRunsPerRead < 1 || maxRunsPerRead > ReadOptions.MAX_IOVECS) {
@@ -75,10 +117,26 @@ public final class LiveChunkReader implements ChunkReader {
         this.vm = ProcessVm.forPid(pid);
         this.iovecs = new RemoteIovecs(maxRunsPerRead);
         this.batch = new PageRun[maxRunsPerRead];
+        this.partIovecs = new RemoteIovecs[readThreads];
+        this.partVms = new ProcessVm[readThreads];
+        this.partIovecs[0] = iovecs;
+        this.partVms[0] = vm;
+        for (int i = 1; i < readThreads; i++) {
+            partIovecs[i] = new RemoteIovecs(maxRunsPerRead);
+            partVms[i] = ProcessVm.forPid(pid);
+        }
+        this.partLocal = new long[readThreads];
+        this.partLength = new long[readThreads];
+        this.partCount = new int[readThreads];
     }
 
     public int pid() {
         return pid;
+    }
+
+    /** How many batches were copied whole by several threads (the rest by one thread). */
+    long batchesInParts() {
+        return batchesInParts;
     }
 
     @Override
@@ -177,8 +235,17 @@ public final class LiveChunkReader implements ChunkReader {
     private int readViaVm(int count, long local, List<PageRun> out) {
         long remaining = 0;
         for (int i = 0; i < count; i++) {
-            iovecs.set(i, batch[i].address(), batch[i].bytes());
             remaining += batch[i].bytes();
+        }
+        if (readThreads > 1 && remaining >= PARALLEL_MIN_BYTES && readInParts(count, local, remaining)) {
+            // every part arrived whole: the same chunk one complete call would have made
+            batchesInParts++;
+            Progress p = new Progress(out);
+            p.advance(batch, remaining / PAGE);
+            return p.placed;
+        }
+        for (int i = 0; i < count; i++) {
+            iovecs.set(i, batch[i].address(), batch[i].bytes());
         }
         Progress p = new Progress(out);
         while (p.index < count) {
@@ -206,6 +273,84 @@ public final class LiveChunkReader implements ChunkReader {
             }
         }
         return p.placed;
+    }
+
+    /**
+     * Copies {@code batch[0..count)} ({@code total} bytes) in {@link #readThreads} parts at once, part 0 on
+     * this thread. True when every part was copied whole; false when any came back short or failed (the
+     * caller then reads the batch again, one call at a time, which sorts out vanished pages and errors).
+     * Returns only when every helper is done with the buffer.
+     */
+    private boolean readInParts(int count, long local, long total) {
+        long share = (total / readThreads + PAGE - 1) / PAGE * PAGE;
+        int part = 0;
+        long filled = 0;
+        partLocal[0] = local;
+        partLength[0] = 0;
+        partCount[0] = 0;
+        for (int i = 0; i < count; i++) {
+            long address = batch[i].address();
+            long left = batch[i].bytes();
+            while (left > 0) {
+                if (partLength[part] == share && part < readThreads - 1) {
+                    part++;
+                    partLocal[part] = local + filled;
+                    partLength[part] = 0;
+                    partCount[part] = 0;
+                }
+                long take = part == readThreads - 1 ? left : Math.min(left, share - partLength[part]);
+                partIovecs[part].set(partCount[part]++, address, take);
+                partLength[part] += take;
+                filled += take;
+                address += take;
+                left -= take;
+            }
+        }
+        int parts = part + 1;
+        if (helpers == null) {
+            int id = HELPER_IDS.incrementAndGet();
+            AtomicInteger n = new AtomicInteger();
+            helpers = Executors.newFixedThreadPool(readThreads - 1, r -> {
+                Thread t = new Thread(r, "pageflux-read-" + pid + "-" + id + "-" + n.incrementAndGet());
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        List<Future<Boolean>> pending = new ArrayList<>(parts - 1);
+        for (int i = 1; i < parts; i++) {
+            int k = i;
+            pending.add(helpers.submit(() -> readPart(k)));
+        }
+        boolean whole = readPart(0);
+        // wait for every helper, even when interrupted: until they return they write into the buffer
+        boolean interrupted = false;
+        for (Future<Boolean> f : pending) {
+            while (true) {
+                try {
+                    whole &= f.get();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                } catch (ExecutionException e) {
+                    whole = false;
+                    break;
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        return whole;
+    }
+
+    /** One part of a parallel batch; false when it came back short or failed (any errno). */
+    private boolean readPart(int part) {
+        try {
+            return partVms[part].read(partLocal[part], partLength[part], partIovecs[part], 0, partCount[part])
+                    == partLength[part];
+        } catch (NativeCallException e) {
+            return false;
+        }
     }
 
     /** Reads {@code batch[0..count)} with pread on /proc/PID/mem; returns the pages placed at {@code local}. */
@@ -309,6 +454,9 @@ public final class LiveChunkReader implements ChunkReader {
             return;
         }
         closed = true;
+        if (helpers != null) {
+            helpers.shutdown(); // idle: next() waited for them
+        }
         try {
             if (mem != null) {
                 mem.close();

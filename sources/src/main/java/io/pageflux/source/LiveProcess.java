@@ -110,7 +110,8 @@ public final class LiveProcess implements MemorySource {
      *
      * <p><b>Snapshot.</b> Each subscription reads the regions once, when it starts reading (on the
      * read scheduler, at the first demand), and scans pages lazily region by region from that list;
-     * resubscribing reads a fresh list. Pages that vanish during the read are skipped and counted in
+     * resubscribing reads a fresh list. When {@link ReadOptions#regions()} is set, that list is
+     * scanned instead (the caller has just read it; every subscription then uses the same list). Pages that vanish during the read are skipped and counted in
      * {@code options.stats()} ({@link DumpStats#pagesVanished()}); the target exiting fails the
      * stream with {@link ProcessGoneException}.
      */
@@ -121,10 +122,12 @@ public final class LiveProcess implements MemorySource {
     }
 
     private LiveChunkReader openReader(ReadOptions options) {
-        List<MemoryRegion> regions = regions();
-        PageScan scan = PageScan.open(pid, regions, options.policy(), scanner, options.stats());
+        // the caller's fresh snapshot, if it passed one, spares a second walk of the page tables by smaps
+        List<MemoryRegion> regions = options.regions() != null ? options.regions() : regions();
+        PageScan scan = PageScan.open(pid, regions, options.policy(), scanner, options.stats(),
+                options.countPlanned());
         try {
-            return new LiveChunkReader(scan, pid, options.maxRunsPerRead(), options.stats());
+            return new LiveChunkReader(scan, pid, options.maxRunsPerRead(), options.stats(), options.readThreads());
         } catch (RuntimeException | Error e) {
             scan.close();
             throw e;

@@ -150,6 +150,98 @@ class LiveChunkReaderTest {
         }
     }
 
+    /** Runs over the 8 MiB bulk region X and A, in an order no batching could produce by accident. */
+    private static List<PlannedRun> bulkRuns(LiveReadSupport s) {
+        List<PlannedRun> runs = new ArrayList<>();
+        runs.add(s.vm(Region.X, 1024, 1024));        // 4 MiB: cut by every chunk boundary
+        for (int p = 63; p >= 0; p -= 3) {
+            runs.add(s.vm(Region.A, p, 1));
+        }
+        for (int p = 1000; p >= 0; p -= 40) {        // 26 small runs, descending
+            runs.add(s.vm(Region.X, p, 7));
+        }
+        return runs;
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {2, 3, 16})
+    void severalReadThreadsMakeExactlyTheChunksOfOne(int threads) throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            List<PlannedRun> runs = bulkRuns(s);
+            LiveReadSupport.Result one;
+            try (LiveChunkReader reader = reader(sample, runs, ReadOptions.MAX_IOVECS)) {
+                one = s.readAll(reader, pool(512)); // 2 MiB chunks: above the parallel threshold
+            }
+            pool = null;
+            LiveReadSupport.Result parallel;
+            try (LiveChunkReader reader = new LiveChunkReader(runs.iterator(), sample.pid(), ReadOptions.MAX_IOVECS,
+                    stats, threads)) {
+                parallel = s.readAll(reader, pool(512));
+                assertTrue(reader.batchesInParts() >= 2, "batches read in parts: " + reader.batchesInParts());
+            }
+            assertEquals(LiveReadSupport.pages(runs) * PAGE, parallel.bytes().length);
+            assertArrayEquals(one.bytes(), parallel.bytes());
+            assertEquals(one.runs(), parallel.runs());
+            assertEquals(one.chunkShapes().stream().map(PageChunk::runs).toList(),
+                    parallel.chunkShapes().stream().map(PageChunk::runs).toList());
+            assertEquals(0, stats.pagesVanished());
+        }
+    }
+
+    @Test
+    void aPartThatMeetsAVanishedPageIsReadAgainOneCallAtATime() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            sample.unmapA();
+            // one 2 MiB batch: X 0..127, all of A (gone), X 128..383: the first half meets A and comes back short
+            List<PlannedRun> runs = List.of(s.vm(Region.X, 0, 128), s.vm(Region.A, 0, 64), s.vm(Region.X, 128, 256));
+            LiveReadSupport.Result result;
+            try (LiveChunkReader reader = new LiveChunkReader(runs.iterator(), sample.pid(), ReadOptions.MAX_IOVECS,
+                    stats, 2)) {
+                result = s.readAll(reader, pool(512));
+                assertEquals(0, reader.batchesInParts(), "the short part must send the batch to the one-thread read");
+            }
+            assertEquals(1, result.chunkShapes().size());
+            assertEquals(List.of(s.vm(Region.X, 0, 128).run(), s.vm(Region.X, 128, 256).run()), result.runs());
+            assertEquals(LongStream.range(0, 64).mapToObj(i -> s.page(Region.A, i)).toList(), stats.vanishedAddresses());
+            assertEquals(384, stats.pagesRead());
+            assertEquals(384L * PAGE, result.bytes().length);
+        }
+    }
+
+    @Test
+    void closeStopsTheHelperThreads() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            String prefix = "pageflux-read-" + sample.pid() + "-";
+            LiveChunkReader reader = new LiveChunkReader(List.of(s.vm(Region.X, 0, 512)).iterator(), sample.pid(),
+                    ReadOptions.MAX_IOVECS, stats, 3);
+            s.readAll(reader, pool(512));
+            assertEquals(2, helperThreads(prefix), "two helpers for three read threads");
+            reader.close();
+            // shutdown lets idle helpers exit; they have nothing left to do, so this ends at once
+            for (int i = 0; i < 500 && helperThreads(prefix) > 0; i++) {
+                Thread.sleep(10);
+            }
+            assertEquals(0, helperThreads(prefix), "helpers still alive after close");
+        }
+    }
+
+    private static long helperThreads(String prefix) {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith(prefix) && t.isAlive()).count();
+    }
+
+    @Test
+    void rejectsReadThreadsOutsideOneToSixteen() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> new LiveChunkReader(List.<PlannedRun>of().iterator(), 1, 8, stats, 17));
+        assertEquals("readThreads must be 1..16: 17", e.getMessage());
+        assertThrows(IllegalArgumentException.class,
+                () -> new LiveChunkReader(List.<PlannedRun>of().iterator(), 1, 8, stats, 0));
+    }
+
     private byte[] readAllBytes(LiveReadSupport s, LiveChunkReader reader, int chunkPages) throws Exception {
         BufferPool p = pool(chunkPages);
         byte[] bytes = s.readAll(reader, p).bytes();

@@ -12,6 +12,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
@@ -107,6 +109,29 @@ class LiveProcessPagesTest {
             }
             assertArrayEquals(SampleProcess.expectedPage(Region.A, 63), pages.get(s.page(Region.A, 63)));
             assertArrayEquals(SampleProcess.expectedPage(Region.D, 0), pages.get(s.page(Region.D, 0)));
+        }
+    }
+
+    @Test
+    void regionsGivenInTheOptionsAreScannedInsteadOfReadingSmapsAgain() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            LiveProcess live = LiveProcess.attach(sample.pid());
+            // a snapshot with region A only: what the source reads must come from it, not from a new smaps
+            MemoryRegion a = live.regions().stream().filter(r -> r.contains(s.page(Region.A, 0))).findFirst()
+                    .orElseThrow();
+            Map<Long, byte[]> pages = collect(live.pages(options(RegionPolicy.criuFullDump()).withRegions(List.of(a))),
+                    new ConcurrentHashMap<>());
+            long planned = stats.pagesPlanned();
+            Map<Long, byte[]> all = collect(live.pages(options(RegionPolicy.criuFullDump())), new ConcurrentHashMap<>());
+            Set<Long> inA = new TreeSet<>();
+            all.keySet().stream().filter(a::contains).forEach(inA::add);
+            assertTrue(all.size() > inA.size(), "the full dump has pages outside the region");
+            assertEquals(inA, new TreeSet<>(pages.keySet()), "exactly the pages of the given region");
+            for (int p = 0; p < Region.A.pages(); p++) {
+                assertArrayEquals(SampleProcess.expectedPage(Region.A, p), pages.get(s.page(Region.A, p)), "A page " + p);
+            }
+            assertEquals(inA.size(), planned);
         }
     }
 

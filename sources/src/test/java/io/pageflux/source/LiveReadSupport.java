@@ -59,15 +59,19 @@ final class LiveReadSupport {
         return runs.stream().mapToLong(r -> r.run().pages()).sum();
     }
 
-    /** The page (region, index) that {@code address} falls in; fails for addresses outside A–D. */
+    /** The page (region, index) that {@code address} falls in; fails for addresses outside A–D and X. */
     byte[] expectedAt(long address) {
+        long x = sample.address(Region.X);
+        if (sample.bulkPages() > 0 && address >= x && address < x + sample.bulkPages() * PAGE) {
+            return SampleProcess.expectedPage(Region.X, (address - x) / PAGE);
+        }
         for (Region r : List.of(Region.A, Region.B, Region.C, Region.D)) {
             long start = sample.address(r);
             if (address >= start && address < start + (long) r.pages() * PAGE) {
                 return SampleProcess.expectedPage(r, (address - start) / PAGE);
             }
         }
-        throw new AssertionError(String.format("address 0x%x is in none of A-D of %s", address, sample));
+        throw new AssertionError(String.format("address 0x%x is in none of A-D, X of %s", address, sample));
     }
 
     /** Everything one read produced, in order. */

@@ -161,6 +161,31 @@ class PageScanTest {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(value = ScannerKind.class, names = {"PAGEMAP_SCAN", "PAGEMAP_FILE"})
+    void withoutTheCountingPassThePlannedPagesGrowRunByRunToTheSameTotal(ScannerKind kind) throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            List<MemoryRegion> regions = Smaps.read(sample.pid());
+            List<PlannedRun> counted = scan(sample.pid(), regions, RegionPolicy.criuFullDump(), kind, new DumpStats());
+            DumpStats stats = new DumpStats();
+            try (PageScan scan = PageScan.open(sample.pid(), regions, RegionPolicy.criuFullDump(), kind, stats, false)) {
+                assertEquals(0, stats.pagesPlanned(), "no counting pass: nothing planned before the iteration");
+                assertEquals(0, scan.plannedPages());
+                List<PlannedRun> runs = new ArrayList<>();
+                long sofar = 0;
+                while (scan.hasNext()) {
+                    PlannedRun run = scan.next();
+                    runs.add(run);
+                    sofar += run.run().pages();
+                    assertEquals(sofar, stats.pagesPlanned(), "after run " + run);
+                }
+                assertEquals(counted, runs, "the same runs with and without the counting pass");
+                assertEquals(LiveReadSupport.pages(counted), scan.plannedPages());
+                assertEquals(LiveReadSupport.pages(counted), stats.pagesPlanned());
+            }
+        }
+    }
+
     @Test
     void autoUsesTheIoctlOnThisKernelAndAgreesWithIt() throws Exception {
         try (SampleProcess sample = SampleProcess.start()) {
