@@ -38,9 +38,12 @@ public final class CgroupFreezer implements Freezer {
 
     /**
      * The watchdog ({@code sh -c SCRIPT pageflux-cgroup-watchdog DIR}): reads one line from its stdin, our
-     * pipe; anything but {@code thawed} (EOF: this JVM died) thaws {@code DIR}.
+     * pipe; anything but {@code thawed} (EOF: this JVM died) thaws {@code DIR}. It ignores the signals a
+     * terminal sends to the whole process group (Ctrl-C, Ctrl-\, hang-up) and SIGTERM, so that a signal
+     * meant for the dumper (or its whole process group) does not kill the watchdog with it.
      */
-    public static final String WATCHDOG_SCRIPT = "IFS= read -r said; [ \"$said\" = thawed ] && exit 0;"
+    public static final String WATCHDOG_SCRIPT = "trap '' INT QUIT HUP TERM;"
+            + " IFS= read -r said; [ \"$said\" = thawed ] && exit 0;"
             + " printf 0 > \"$1/cgroup.freeze\" && echo \"pageflux: the dumper died while cgroup dir=$1 was frozen:"
             + " the watchdog thawed it\" >&2";
 

@@ -110,6 +110,12 @@ class CgroupFreezerTest {
                     assertTrue(watchdog > 0);
                     ProcessHandle handle = ProcessHandle.of(watchdog).orElseThrow();
                     assertTrue(isWatchdog(handle), handle.info().toString());
+                    // a Ctrl-C or SIGTERM aimed at the dumper's process group must not take the watchdog with it
+                    for (String signal : List.of("INT", "TERM", "HUP")) {
+                        assertEquals(0, new ProcessBuilder("kill", "-" + signal, Long.toString(watchdog)).start().waitFor());
+                    }
+                    Thread.sleep(100); // a signal that kills is delivered at once; give it the chance to
+                    assertTrue(handle.isAlive(), "the watchdog survives INT, TERM and HUP");
                 }
                 ThreadFreezerTest.waitUntil(() -> ProcessHandle.of(watchdog).map(h -> !h.isAlive()).orElse(true));
                 // someone else freezes it now: a watchdog that was told "thawed" must not interfere
