@@ -11,8 +11,10 @@ import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.freeze.FreezingSource;
 import io.pageflux.source.freeze.FrozenProcess;
-import io.pageflux.source.incremental.ChangeDetector;
+import io.pageflux.source.incremental.ChangeDetection;
+import io.pageflux.source.incremental.PageChangeDetector;
 import io.pageflux.source.incremental.PageDigests;
+import io.pageflux.source.incremental.SoftDirty;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -29,8 +31,8 @@ import reactor.core.scheduler.Schedulers;
 
 /**
  * One iteration of an incremental dump: freeze the target as {@link FreezeMode} says, read its pages,
- * turn the pages unchanged since the {@link ParentDump parent} into PE_PARENT holes (page digests,
- * {@link ChangeDetector}), write them through the sink(s) of a {@link Dump}, and leave the digests of this
+ * turn the pages unchanged since the {@link ParentDump parent} into PE_PARENT holes (soft-dirty bits or page
+ * digests: {@link ChangeDetection}, {@link PageChangeDetector}), write them through the sink(s) of a {@link Dump}, and leave the digests of this
  * dump for the next iteration ({@code pageflux-digests.bin} next to the images, and in the report).
  *
  * <pre>{@code
@@ -60,10 +62,13 @@ public final class IncrementalDump {
     private final boolean verifyFrozen;
     private final Duration progressInterval;
     private final Consumer<DumpProgress> progress;
+    private final ChangeDetection changeDetection;
+    private final SoftDirty.Kernel softDirty;
 
     private IncrementalDump(int pid, Freezer freezer, FreezeMode mode, boolean preDump, ParentDump parent,
                             List<PageSink> sinks, Path digestsDir, DataSize budget, DataSize chunkSize,
-                            boolean verifyFrozen, Duration progressInterval, Consumer<DumpProgress> progress) {
+                            boolean verifyFrozen, Duration progressInterval, Consumer<DumpProgress> progress,
+                            ChangeDetection changeDetection, SoftDirty.Kernel softDirty) {
         this.pid = pid;
         this.freezer = freezer;
         this.mode = mode;
@@ -76,23 +81,26 @@ public final class IncrementalDump {
         this.verifyFrozen = verifyFrozen;
         this.progressInterval = progressInterval;
         this.progress = progress;
+        this.changeDetection = changeDetection;
+        this.softDirty = softDirty;
     }
 
     /** A pre-dump of {@code pid}: ptrace freezer, frozen for the scan only, no parent, no sink yet. */
     public static IncrementalDump of(int pid) {
         return new IncrementalDump(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP, true, null, List.of(), null,
-                Dump.DEFAULT_BUDGET, Dump.DEFAULT_CHUNK_SIZE, false, null, null);
+                Dump.DEFAULT_BUDGET, Dump.DEFAULT_CHUNK_SIZE, false, null, null, ChangeDetection.AUTO,
+                SoftDirty.kernel());
     }
 
     public IncrementalDump freezer(Freezer freezer) {
         return new IncrementalDump(pid, Objects.requireNonNull(freezer, "freezer"), mode, preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     /** {@link FreezeMode#PRE_DUMP} (default), {@link FreezeMode#DUMP} or {@link FreezeMode#NONE}. */
     public IncrementalDump mode(FreezeMode mode) {
         return new IncrementalDump(pid, freezer, Objects.requireNonNull(mode, "mode"), preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     /**
@@ -101,34 +109,34 @@ public final class IncrementalDump {
      */
     public IncrementalDump preDump(boolean preDump) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     /** The dump this one builds on ({@code null}: none, every page is written). */
     public IncrementalDump parent(ParentDump parent) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     public IncrementalDump to(PageSink... sinks) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, List.of(sinks), digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     /** Where to write {@code pageflux-digests.bin} once the sinks committed: the image directory. */
     public IncrementalDump digestsDir(Path dir) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, dir, budget, chunkSize, verifyFrozen,
-                progressInterval, progress);
+                progressInterval, progress, changeDetection, softDirty);
     }
 
     public IncrementalDump budget(DataSize budget) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir,
-                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress);
+                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     public IncrementalDump chunkSize(DataSize chunkSize) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget,
-                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress);
+                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress, changeDetection, softDirty);
     }
 
     /**
@@ -137,13 +145,29 @@ public final class IncrementalDump {
      */
     public IncrementalDump verifyFrozen(boolean verify) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize, verify,
-                progressInterval, progress);
+                progressInterval, progress, changeDetection, softDirty);
     }
 
     /** Progress ticks, as {@link Dump#progress}. */
     public IncrementalDump progress(Duration interval, Consumer<DumpProgress> listener) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, interval, listener);
+                verifyFrozen, interval, listener, changeDetection, softDirty);
+    }
+
+    /**
+     * How unchanged pages are found ({@link ChangeDetection#AUTO}, the default: soft-dirty bits where the
+     * kernel has them, page digests otherwise); decided when the iteration runs, reported in
+     * {@link IncrementalReport#changeDetection()}.
+     */
+    public IncrementalDump changeDetection(ChangeDetection detection) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, Objects.requireNonNull(detection, "detection"), softDirty);
+    }
+
+    /** The kernel's soft-dirty bits (default {@link SoftDirty#kernel()}; tests inject recorded pagemaps). */
+    public IncrementalDump softDirtyKernel(SoftDirty.Kernel kernel) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, changeDetection, Objects.requireNonNull(kernel, "kernel"));
     }
 
     public int pid() {
@@ -160,6 +184,8 @@ public final class IncrementalDump {
      *
      * @throws IllegalStateException at once, without a sink, or for {@link #verifyFrozen} without
      *                               {@link FreezeMode#DUMP} and a {@link #digestsDir}
+     * @throws ChangeDetection.SoftDirtyUnsupportedException at once, for {@link ChangeDetection#SOFT_DIRTY} on a
+     *                               kernel without soft-dirty bits or with {@link FreezeMode#NONE}
      */
     public Mono<IncrementalReport> run() {
         if (sinks.isEmpty()) {
@@ -169,15 +195,22 @@ public final class IncrementalDump {
             throw new IllegalStateException("verifying while frozen needs mode DUMP and the image directory"
                     + " (digestsDir): mode=" + mode.cliName() + " digestsDir=" + digestsDir);
         }
-        return Mono.fromCallable(this::execute).subscribeOn(Schedulers.boundedElastic());
+        ChangeDetection.Choice choice = choose();
+        return Mono.fromCallable(() -> execute(choice)).subscribeOn(Schedulers.boundedElastic());
     }
 
-    private IncrementalReport execute() {
+    private ChangeDetection.Choice choose() {
         PageDigests previous = parent == null ? PageDigests.empty() : parent.digests();
-        ChangeDetector detector = new ChangeDetector(previous);
+        String parentName = parent == null ? "none" : parent.dir() == null ? "(the previous iteration)"
+                : "dir=" + parent.dir();
+        return changeDetection.choose(pid, softDirty, mode != FreezeMode.NONE, previous, parentName);
+    }
+
+    private IncrementalReport execute(ChangeDetection.Choice choice) {
+        PageChangeDetector detector = choice.detector();
         AtomicLong uptime = new AtomicLong();
         FreezeMode sourceMode = mode == FreezeMode.DUMP ? FreezeMode.NONE : mode; // DUMP: frozen here, around everything
-        FreezingSource source = FreezingSource.of(pid, freezer, sourceMode).withReaderDecorator(detector::wrap);
+        FreezingSource source = detector.configure(FreezingSource.of(pid, freezer, sourceMode));
         Path parentDir = parent == null ? null : parent.dir();
         List<PageSink> wrapped = new ArrayList<>();
         for (PageSink s : sinks) {
@@ -235,7 +268,8 @@ public final class IncrementalDump {
         freezes.addAll(source.freezes());
         return new IncrementalReport(pid, report, Optional.ofNullable(parent), detector.changedPages(),
                 detector.unchangedPages(), detector.hashTime(), freezes, digests, digestsFile, verify,
-                Duration.ofNanos(System.nanoTime() - started));
+                Duration.ofNanos(System.nanoTime() - started), new ChangeDetectionReport(detector.method(),
+                choice.reason(), detector.pagesNotRead(), detector.frozenTime(), detector.clearedSoftDirty()));
     }
 
     @Override

@@ -1,5 +1,7 @@
 package io.pageflux.source.incremental;
 
+import io.pageflux.nativeio.NativeCallException;
+import io.pageflux.nativeio.PagemapScanner;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagefluxException;
@@ -35,6 +37,104 @@ public final class SoftDirty {
 
     private SoftDirty() {
     }
+
+    /**
+     * What an incremental dump needs from the kernel's soft-dirty tracking, as one seam: whether it exists,
+     * the pagemap entries (bit 55) of a frozen target, and clearing. {@link #kernel()} is the real one; tests
+     * inject recorded pagemap fixtures (this machine's kernel has no soft-dirty bits).
+     */
+    public interface Kernel {
+
+        /** Whether soft-dirty bits are tracked (see {@link SoftDirty#supported()}). */
+        boolean supported();
+
+        /** Opens the pagemap of {@code pid} for {@link Entries#read}; close it after the scan. */
+        Entries open(int pid);
+
+        /** Clears every soft-dirty bit of {@code pid} ({@code clear_refs 4}); called while it is frozen. */
+        void clear(int pid);
+    }
+
+    /** The pagemap entries of one process. */
+    public interface Entries extends AutoCloseable {
+
+        /**
+         * Reads the entries of {@code count} pages from {@code address} (page aligned) into
+         * {@code into[0..count)}.
+         *
+         * @throws ProcessGoneException if the process exited
+         */
+        void read(long address, long[] into, int count);
+
+        @Override
+        void close();
+    }
+
+    /** This kernel: {@link #supported()}, {@code /proc/PID/pagemap} read with {@code pread}, {@link #clear}. */
+    public static Kernel kernel() {
+        return KERNEL;
+    }
+
+    private static final Kernel KERNEL = new Kernel() {
+        @Override
+        public boolean supported() {
+            return SoftDirty.supported();
+        }
+
+        @Override
+        public Entries open(int pid) {
+            PagemapScanner pagemap;
+            try {
+                pagemap = PagemapScanner.open(pid, 1, ENTRIES_PER_READ);
+            } catch (NativeCallException e) {
+                throw new PagefluxException("cannot open the pagemap to read soft-dirty bits: pid=" + pid
+                        + " file=/proc/" + pid + "/pagemap: " + e.getMessage() + " (is the process alive? root or"
+                        + " CAP_SYS_PTRACE needed)", e);
+            }
+            return new Entries() {
+                @Override
+                public void read(long address, long[] into, int count) {
+                    int done = 0;
+                    while (done < count) {
+                        long at = address + (long) done * PageRun.PAGE_SIZE;
+                        int got;
+                        try {
+                            got = pagemap.readEntries(at, count - done);
+                        } catch (NativeCallException e) {
+                            throw new PagefluxException(String.format("cannot read the soft-dirty bits: pid=%d "
+                                    + "address=0x%x file=/proc/%d/pagemap: %s", pid, at, pid, e.getMessage()), e);
+                        }
+                        if (got == 0) {
+                            throw new ProcessGoneException(pid, String.format("reason=exited file=/proc/%d/pagemap"
+                                    + " ended at address=0x%x while reading soft-dirty bits", pid, at));
+                        }
+                        for (int i = 0; i < got; i++) {
+                            into[done + i] = pagemap.entry(i);
+                        }
+                        done += got;
+                    }
+                }
+
+                @Override
+                public void close() {
+                    pagemap.close();
+                }
+            };
+        }
+
+        @Override
+        public void clear(int pid) {
+            SoftDirty.clear(pid);
+        }
+
+        @Override
+        public String toString() {
+            return "SoftDirty.kernel()";
+        }
+    };
+
+    /** Pagemap entries per {@code pread} (8 bytes each: 32 MiB of address space per call). */
+    private static final int ENTRIES_PER_READ = 8192;
 
     /**
      * Whether this kernel tracks soft-dirty bits: with {@code CONFIG_MEM_SOFT_DIRTY} every new mapping
