@@ -278,4 +278,28 @@ class SoftDirtyIncrementalDumpTest {
             assertEquals(List.of("t", "t"), kernel.clears);
         }
     }
+
+    @Test
+    void aMigrationUsesTheBitsInEveryIterationAfterTheFirst() throws Exception {
+        try (SampleProcess target = SampleProcess.start(4, true)) {
+            int pid = target.pid();
+            long x = target.address(Region.X);
+            long bulk = target.bulkPages();
+            FixtureKernel kernel = new FixtureKernel(true);
+            kernel.dirty = a -> a < x || a >= x + bulk * 4096 || (a - x) / 4096 % 64 == 0;
+            List<Migration.Iteration> its = Migration.of(pid).toDirectory(tmp, false).verify(true).softDirtyKernel(kernel)
+                    .run();
+            assertTrue(its.size() >= 2);
+            for (Migration.Iteration it : its) {
+                assertEquals("soft-dirty", it.report().changeDetection().method(), it.line());
+                assertTrue(it.line().endsWith(", method soft-dirty") || it.stopReason() != null, it.line());
+                assertEquals(it.number() == 1 ? 0 : bulk - bulk / 64, it.report().changeDetection().pagesNotRead(),
+                        it.line());
+            }
+            Migration.Iteration last = its.get(its.size() - 1);
+            assertTrue(last.report().verify().orElseThrow().ok(), last.report().verify().get().text());
+            assertEquals(its.size(), kernel.clears.size(), "one clear per iteration, each while frozen");
+            assertTrue(kernel.clears.stream().allMatch(s -> s.equals("t")), kernel.clears.toString());
+        }
+    }
 }
