@@ -15,6 +15,7 @@ import io.pageflux.source.incremental.ChangeDetection;
 import io.pageflux.source.incremental.PageChangeDetector;
 import io.pageflux.source.incremental.PageDigests;
 import io.pageflux.source.incremental.SoftDirty;
+import io.pageflux.source.incremental.SoftDirtyLedger;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -64,11 +65,12 @@ public final class IncrementalDump {
     private final Consumer<DumpProgress> progress;
     private final ChangeDetection changeDetection;
     private final SoftDirty.Kernel softDirty;
+    private final SoftDirtyLedger ledger;
 
     private IncrementalDump(int pid, Freezer freezer, FreezeMode mode, boolean preDump, ParentDump parent,
                             List<PageSink> sinks, Path digestsDir, DataSize budget, DataSize chunkSize,
                             boolean verifyFrozen, Duration progressInterval, Consumer<DumpProgress> progress,
-                            ChangeDetection changeDetection, SoftDirty.Kernel softDirty) {
+                            ChangeDetection changeDetection, SoftDirty.Kernel softDirty, SoftDirtyLedger ledger) {
         this.pid = pid;
         this.freezer = freezer;
         this.mode = mode;
@@ -83,24 +85,25 @@ public final class IncrementalDump {
         this.progress = progress;
         this.changeDetection = changeDetection;
         this.softDirty = softDirty;
+        this.ledger = ledger;
     }
 
     /** A pre-dump of {@code pid}: ptrace freezer, frozen for the scan only, no parent, no sink yet. */
     public static IncrementalDump of(int pid) {
         return new IncrementalDump(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP, true, null, List.of(), null,
                 Dump.DEFAULT_BUDGET, Dump.DEFAULT_CHUNK_SIZE, false, null, null, ChangeDetection.AUTO,
-                SoftDirty.kernel());
+                SoftDirty.kernel(), SoftDirtyLedger.system());
     }
 
     public IncrementalDump freezer(Freezer freezer) {
         return new IncrementalDump(pid, Objects.requireNonNull(freezer, "freezer"), mode, preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** {@link FreezeMode#PRE_DUMP} (default), {@link FreezeMode#DUMP} or {@link FreezeMode#NONE}. */
     public IncrementalDump mode(FreezeMode mode) {
         return new IncrementalDump(pid, freezer, Objects.requireNonNull(mode, "mode"), preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /**
@@ -109,34 +112,34 @@ public final class IncrementalDump {
      */
     public IncrementalDump preDump(boolean preDump) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** The dump this one builds on ({@code null}: none, every page is written). */
     public IncrementalDump parent(ParentDump parent) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump to(PageSink... sinks) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, List.of(sinks), digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** Where to write {@code pageflux-digests.bin} once the sinks committed: the image directory. */
     public IncrementalDump digestsDir(Path dir) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, dir, budget, chunkSize, verifyFrozen,
-                progressInterval, progress, changeDetection, softDirty);
+                progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump budget(DataSize budget) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir,
-                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump chunkSize(DataSize chunkSize) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget,
-                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress, changeDetection, softDirty);
+                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /**
@@ -145,13 +148,13 @@ public final class IncrementalDump {
      */
     public IncrementalDump verifyFrozen(boolean verify) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize, verify,
-                progressInterval, progress, changeDetection, softDirty);
+                progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** Progress ticks, as {@link Dump#progress}. */
     public IncrementalDump progress(Duration interval, Consumer<DumpProgress> listener) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, interval, listener, changeDetection, softDirty);
+                verifyFrozen, interval, listener, changeDetection, softDirty, ledger);
     }
 
     /**
@@ -161,13 +164,20 @@ public final class IncrementalDump {
      */
     public IncrementalDump changeDetection(ChangeDetection detection) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress, Objects.requireNonNull(detection, "detection"), softDirty);
+                verifyFrozen, progressInterval, progress, Objects.requireNonNull(detection, "detection"), softDirty, ledger);
     }
 
     /** The kernel's soft-dirty bits (default {@link SoftDirty#kernel()}; tests inject recorded pagemaps). */
     public IncrementalDump softDirtyKernel(SoftDirty.Kernel kernel) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress, changeDetection, Objects.requireNonNull(kernel, "kernel"));
+                verifyFrozen, progressInterval, progress, changeDetection, Objects.requireNonNull(kernel, "kernel"), ledger);
+    }
+
+    /** Where the last clear of each process's soft-dirty bits is recorded (default {@link SoftDirtyLedger#system()}). */
+    public IncrementalDump softDirtyLedger(SoftDirtyLedger ledger) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty,
+                Objects.requireNonNull(ledger, "ledger"));
     }
 
     public int pid() {
@@ -203,7 +213,8 @@ public final class IncrementalDump {
         PageDigests previous = parent == null ? PageDigests.empty() : parent.digests();
         String parentName = parent == null ? "none" : parent.dir() == null ? "(the previous iteration)"
                 : "dir=" + parent.dir();
-        return changeDetection.choose(pid, softDirty, mode != FreezeMode.NONE, previous, parentName);
+        return changeDetection.choose(pid, ledger.tracking(softDirty), mode != FreezeMode.NONE, previous, parentName,
+                ledger.lastClear(pid));
     }
 
     private IncrementalReport execute(ChangeDetection.Choice choice) {
@@ -238,6 +249,7 @@ public final class IncrementalDump {
             frozen = freezer.freeze();
             outerFreeze.set(frozen);
         }
+        Optional<String> reason = choice.reason();
         DumpReport report;
         PageDigests digests;
         Optional<Path> digestsFile = Optional.empty();
@@ -258,6 +270,15 @@ public final class IncrementalDump {
             if (verifyFrozen) {
                 verify = Optional.of(Verifier.verifyStill(digestsDir, pid, frozen.kernelWritten()));
             }
+            if (detector.clearedSoftDirty()) {
+                try {
+                    ledger.completed(pid, uptime.get());
+                } catch (RuntimeException e) {
+                    // the images are complete; only the next iteration loses the bits (it will compare digests)
+                    reason = Optional.of(reason.map(r -> r + "; ").orElse("") + e.getMessage()
+                            + "; the next iteration will compare page digests");
+                }
+            }
         } finally {
             if (frozen != null) {
                 Duration total = frozen.thaw();
@@ -269,7 +290,7 @@ public final class IncrementalDump {
         return new IncrementalReport(pid, report, Optional.ofNullable(parent), detector.changedPages(),
                 detector.unchangedPages(), detector.hashTime(), freezes, digests, digestsFile, verify,
                 Duration.ofNanos(System.nanoTime() - started), new ChangeDetectionReport(detector.method(),
-                choice.reason(), detector.pagesNotRead(), detector.frozenTime(), detector.clearedSoftDirty()));
+                reason, detector.pagesNotRead(), detector.frozenTime(), detector.clearedSoftDirty()));
     }
 
     @Override

@@ -10,6 +10,7 @@ import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.ChangeDetection;
 import io.pageflux.source.incremental.SoftDirty;
+import io.pageflux.source.incremental.SoftDirtyLedger;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -53,6 +54,7 @@ public final class Migration {
     private Consumer<Iteration> listener = i -> { };
     private ChangeDetection changeDetection = ChangeDetection.AUTO;
     private SoftDirty.Kernel softDirty = SoftDirty.kernel();
+    private SoftDirtyLedger ledger = SoftDirtyLedger.system();
 
     private Migration(int pid) {
         this.pid = pid;
@@ -132,6 +134,12 @@ public final class Migration {
     /** The kernel's soft-dirty bits (default {@link SoftDirty#kernel()}; tests inject recorded pagemaps). */
     public Migration softDirtyKernel(SoftDirty.Kernel kernel) {
         this.softDirty = Objects.requireNonNull(kernel, "kernel");
+        return this;
+    }
+
+    /** Where the last clear of the soft-dirty bits is recorded (default {@link SoftDirtyLedger#system()}). */
+    public Migration softDirtyLedger(SoftDirtyLedger ledger) {
+        this.ledger = Objects.requireNonNull(ledger, "ledger");
         return this;
     }
 
@@ -217,7 +225,7 @@ public final class Migration {
         PageSink sink = out != null ? PageSinks.criuImages(out, CriuImageOptions.defaults().withForce(force))
                 : sinks.apply(n);
         IncrementalDump d = dump.to(sink).budget(budget).chunkSize(chunkSize).changeDetection(changeDetection)
-                .softDirtyKernel(softDirty);
+                .softDirtyKernel(softDirty).softDirtyLedger(ledger);
         if (out != null) {
             d = d.digestsDir(out);
         }

@@ -14,6 +14,7 @@ import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.ChangeDetection;
 import io.pageflux.source.incremental.PageDigests;
 import io.pageflux.source.incremental.SoftDirty;
+import io.pageflux.source.incremental.SoftDirtyLedger;
 import io.pageflux.source.sample.SampleProcess;
 import io.pageflux.source.sample.SampleProcess.Region;
 import java.io.IOException;
@@ -46,9 +47,11 @@ class SoftDirtyIncrementalDumpTest {
         /** Per clear: the state letter of every thread of the target (t = stopped by the tracer). */
         final List<String> clears = new CopyOnWriteArrayList<>();
         final AtomicLong entriesRead = new AtomicLong();
+        final SoftDirtyLedger ledger;
 
-        FixtureKernel(boolean supported) {
+        FixtureKernel(boolean supported, Path ledger) {
             this.supported = supported;
+            this.ledger = SoftDirtyLedger.at(ledger);
         }
 
         @Override
@@ -90,8 +93,8 @@ class SoftDirtyIncrementalDumpTest {
     }
 
     private static IncrementalDump dump(int pid, FixtureKernel kernel, Path out, ParentDump parent) {
-        return IncrementalDump.of(pid).softDirtyKernel(kernel).parent(parent).to(PageSinks.criuImages(out))
-                .digestsDir(out);
+        return IncrementalDump.of(pid).softDirtyKernel(kernel).softDirtyLedger(kernel.ledger).parent(parent)
+                .to(PageSinks.criuImages(out)).digestsDir(out);
     }
 
     /** X pages of {@code d}'s pagemap: index i is true if page i is present, false if a hole. */
@@ -118,7 +121,7 @@ class SoftDirtyIncrementalDumpTest {
             int pid = target.pid();
             long x = target.address(Region.X);
             long bulk = target.bulkPages();
-            FixtureKernel kernel = new FixtureKernel(true);
+            FixtureKernel kernel = new FixtureKernel(true, tmp.resolve("ledger"));
 
             Path d1 = tmp.resolve("d1");
             IncrementalReport r1 = dump(pid, kernel, d1, null).run().block();
@@ -182,7 +185,7 @@ class SoftDirtyIncrementalDumpTest {
     void aParentThatDidNotClearTheBitsMeansDigestsOnceThenSoftDirty() throws Exception {
         try (SampleProcess target = SampleProcess.start(1, false)) {
             int pid = target.pid();
-            FixtureKernel kernel = new FixtureKernel(true);
+            FixtureKernel kernel = new FixtureKernel(true, tmp.resolve("ledger"));
             Path d1 = tmp.resolve("d1");
             IncrementalReport r1 = dump(pid, kernel, d1, null).changeDetection(ChangeDetection.DIGEST).run().block();
             assertEquals("digest", r1.changeDetection().method());
@@ -220,7 +223,7 @@ class SoftDirtyIncrementalDumpTest {
     void autoWithoutSoftDirtyUsesDigestsAndSoftDirtyIsRefused() throws Exception {
         try (SampleProcess target = SampleProcess.start(1, false)) {
             int pid = target.pid();
-            FixtureKernel none = new FixtureKernel(false);
+            FixtureKernel none = new FixtureKernel(false, tmp.resolve("ledger"));
             Path d1 = tmp.resolve("d1");
             IncrementalReport r1 = dump(pid, none, d1, null).run().block();
             assertEquals("digest", r1.changeDetection().method());
@@ -238,7 +241,7 @@ class SoftDirtyIncrementalDumpTest {
             assertTrue(e.getMessage().contains("CONFIG_MEM_SOFT_DIRTY") && e.getMessage().contains(
                     "use --change-detection digest"), e.getMessage());
 
-            FixtureKernel soft = new FixtureKernel(true);
+            FixtureKernel soft = new FixtureKernel(true, tmp.resolve("ledger"));
             ChangeDetection.SoftDirtyUnsupportedException unfrozen = assertThrows(
                     ChangeDetection.SoftDirtyUnsupportedException.class, () -> dump(pid, soft, tmp.resolve("d3"), null)
                             .mode(FreezeMode.NONE).changeDetection(ChangeDetection.SOFT_DIRTY).run());
@@ -259,7 +262,7 @@ class SoftDirtyIncrementalDumpTest {
             int pid = target.pid();
             long x = target.address(Region.X);
             long bulk = target.bulkPages();
-            FixtureKernel kernel = new FixtureKernel(true);
+            FixtureKernel kernel = new FixtureKernel(true, tmp.resolve("ledger"));
             ParentDump parent = null;
             List<Long> holes = new ArrayList<>();
             for (int i = 1; i <= 2; i++) {
@@ -285,10 +288,10 @@ class SoftDirtyIncrementalDumpTest {
             int pid = target.pid();
             long x = target.address(Region.X);
             long bulk = target.bulkPages();
-            FixtureKernel kernel = new FixtureKernel(true);
+            FixtureKernel kernel = new FixtureKernel(true, tmp.resolve("ledger"));
             kernel.dirty = a -> a < x || a >= x + bulk * 4096 || (a - x) / 4096 % 64 == 0;
             List<Migration.Iteration> its = Migration.of(pid).toDirectory(tmp, false).verify(true).softDirtyKernel(kernel)
-                    .run();
+                    .softDirtyLedger(kernel.ledger).run();
             assertTrue(its.size() >= 2);
             for (Migration.Iteration it : its) {
                 assertEquals("soft-dirty", it.report().changeDetection().method(), it.line());
@@ -300,6 +303,44 @@ class SoftDirtyIncrementalDumpTest {
             assertTrue(last.report().verify().orElseThrow().ok(), last.report().verify().get().text());
             assertEquals(its.size(), kernel.clears.size(), "one clear per iteration, each while frozen");
             assertTrue(kernel.clears.stream().allMatch(s -> s.equals("t")), kernel.clears.toString());
+        }
+    }
+
+    @Test
+    void aBranchedChainOrADumpThatFailedAfterClearingFallsBackToDigests() throws Exception {
+        try (SampleProcess target = SampleProcess.start(1, false)) {
+            int pid = target.pid();
+            FixtureKernel kernel = new FixtureKernel(true, tmp.resolve("ledger"));
+            kernel.dirty = a -> false;
+            Path d1 = tmp.resolve("d1");
+            dump(pid, kernel, d1, null).run().block();
+            Path d2 = tmp.resolve("d2");
+            IncrementalReport r2 = dump(pid, kernel, d2, ParentDump.open(d1, pid)).run().block();
+            assertEquals("soft-dirty", r2.changeDetection().method());
+
+            // d1 again: d2's clear came after it, so pages written between d1 and d2 would look clean
+            Path d3 = tmp.resolve("d3");
+            IncrementalReport r3 = dump(pid, kernel, d3, ParentDump.open(d1, pid)).run().block();
+            assertEquals("digest", r3.changeDetection().method());
+            long d1Uptime = PageDigests.read(d1).dumpUptimeMicros();
+            long d2Uptime = PageDigests.read(d2).dumpUptimeMicros();
+            assertEquals("the soft-dirty bits of pid=" + pid + " were cleared after parent dir=" + d1 + " (dump_uptime="
+                    + d1Uptime + ") by the dump with dump_uptime=" + d2Uptime + " (a branched chain): page digests used"
+                    + " this time; the bits were cleared for the next iteration", r3.changeDetection().reason()
+                    .orElseThrow());
+            assertTrue(r3.changeDetection().softDirtyCleared());
+
+            // a dump that cleared and then died: its clear is recorded as unfinished
+            kernel.ledger.tracking(kernel).clear(pid);
+            Path d4 = tmp.resolve("d4");
+            IncrementalReport r4 = dump(pid, kernel, d4, ParentDump.open(d3, pid)).run().block();
+            assertEquals("digest", r4.changeDetection().method());
+            assertTrue(r4.changeDetection().reason().orElseThrow().startsWith("no record that parent dir=" + d3),
+                    r4.changeDetection().reason().toString());
+            Path d5 = tmp.resolve("d5");
+            IncrementalReport r5 = dump(pid, kernel, d5, ParentDump.open(d4, pid)).run().block();
+            assertEquals("soft-dirty", r5.changeDetection().method(), "d4 completed its clear");
+            assertTrue(Verifier.verify(d5, pid, Freezer.ptrace(pid)).ok());
         }
     }
 }

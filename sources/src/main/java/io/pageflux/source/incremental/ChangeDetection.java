@@ -4,6 +4,7 @@ import io.pageflux.source.PagefluxException;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * Which {@link PageChangeDetector} an incremental dump uses ({@code --change-detection auto|soft-dirty|digest}),
@@ -62,8 +63,10 @@ public enum ChangeDetection {
      *       reason.</li>
      *   <li>Otherwise, if the parent has pages but its dump did not clear the bits
      *       ({@link PageDigests#softDirtyCleared()} false: made with page digests, by CRIU, or an older
-     *       pageflux), a clear bit would not mean "unchanged since the parent": page digests this time, and the
-     *       bits are cleared while frozen so that the next iteration can use them. Else soft-dirty.</li>
+     *       pageflux), or if the last clear was not the parent's ({@code lastClear}: a branched chain, a dump that
+     *       failed after clearing), a clear bit would not mean "unchanged since the parent": page digests this
+     *       time, and the bits are cleared while frozen so that the next iteration can use them. Else
+     *       soft-dirty.</li>
      * </ul>
      *
      * @param pid        the target
@@ -71,8 +74,11 @@ public enum ChangeDetection {
      * @param frozen     whether the target is frozen while its pages are scanned (pre-dump and dump modes)
      * @param parent     the parent's digests ({@link PageDigests#empty()} without a usable parent)
      * @param parentName the parent for messages ({@code dir=...}, or "the previous iteration")
+     * @param lastClear  the {@code dump_uptime} of the completed dump that last cleared the bits of {@code pid}
+     *                   ({@link SoftDirtyLedger#lastClear}); soft-dirty holes need it to be the parent's
      */
-    public Choice choose(int pid, SoftDirty.Kernel kernel, boolean frozen, PageDigests parent, String parentName) {
+    public Choice choose(int pid, SoftDirty.Kernel kernel, boolean frozen, PageDigests parent, String parentName,
+                         OptionalLong lastClear) {
         Objects.requireNonNull(kernel, "kernel");
         Objects.requireNonNull(parent, "parent");
         if (this == DIGEST) {
@@ -83,11 +89,21 @@ public enum ChangeDetection {
             requireUsable(pid, kernel, frozen);
             return new Choice(new DigestDetector(parent, pid, null), Optional.of(unusable.get() + "; page digests used"));
         }
+        String then = ": page digests used this time; the bits were cleared for the next iteration";
         if (parent.pages() > 0 && !parent.softDirtyCleared()) {
             return new Choice(new DigestDetector(parent, pid, kernel), Optional.of("parent " + parentName
                     + " did not clear the soft-dirty bits while frozen (made with page digests, by CRIU or by an older"
-                    + " pageflux), so a clear bit says nothing about it: page digests used this time; the bits were"
-                    + " cleared for the next iteration"));
+                    + " pageflux), so a clear bit says nothing about it" + then));
+        }
+        if (parent.pages() > 0 && lastClear.isEmpty()) {
+            return new Choice(new DigestDetector(parent, pid, kernel), Optional.of("no record that parent " + parentName
+                    + " (dump_uptime=" + parent.dumpUptimeMicros() + ") made the last clear of the soft-dirty bits of"
+                    + " pid=" + pid + " (a later dump cleared them and did not complete, or the record is gone)" + then));
+        }
+        if (parent.pages() > 0 && lastClear.getAsLong() != parent.dumpUptimeMicros()) {
+            return new Choice(new DigestDetector(parent, pid, kernel), Optional.of("the soft-dirty bits of pid=" + pid
+                    + " were cleared after parent " + parentName + " (dump_uptime=" + parent.dumpUptimeMicros()
+                    + ") by the dump with dump_uptime=" + lastClear.getAsLong() + " (a branched chain)" + then));
         }
         return new Choice(new SoftDirtyDetector(parent, pid, kernel), Optional.empty());
     }

@@ -21,7 +21,11 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.OptionalLong;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** The frozen step of soft-dirty change detection against the recorded pagemap fixture, and the choice of method. */
 class SoftDirtyDetectorTest {
@@ -29,6 +33,8 @@ class SoftDirtyDetectorTest {
     private static final long X = 0x7fea1e7f3000L;
     private static final int LAZY = PageFlags.PE_LAZY | PageFlags.PE_PRESENT;
     private static final PagemapId PM = PagemapId.task(7);
+    /** The parent below (dump_uptime 42) made the last clear. */
+    private static final OptionalLong LAST = OptionalLong.of(42);
 
     /** Answers from the recorded fixture (16 pages from X); records reads and clears in order. */
     static final class Recorded implements SoftDirty.Kernel {
@@ -149,46 +155,82 @@ class SoftDirtyDetectorTest {
         PageDigests cleared = parent(0, 16);
         PageDigests notCleared = cleared.withSoftDirtyCleared(false);
 
-        ChangeDetection.Choice c = ChangeDetection.AUTO.choose(7, soft, true, cleared, "dir=/d1");
+        ChangeDetection.Choice c = ChangeDetection.AUTO.choose(7, soft, true, cleared, "dir=/d1", LAST);
         assertInstanceOf(SoftDirtyDetector.class, c.detector());
         assertEquals(Optional.empty(), c.reason());
         assertInstanceOf(SoftDirtyDetector.class, ChangeDetection.AUTO.choose(7, soft, true, PageDigests.empty(),
-                "none").detector(), "no parent: soft-dirty reads every page and clears for the next one");
+                "none", OptionalLong.empty()).detector(), "no parent: soft-dirty reads every page and clears for the next one");
 
-        c = ChangeDetection.AUTO.choose(7, soft, true, notCleared, "dir=/d1");
+        c = ChangeDetection.AUTO.choose(7, soft, true, notCleared, "dir=/d1", LAST);
         assertInstanceOf(DigestDetector.class, c.detector());
         assertTrue(c.reason().orElseThrow().startsWith("parent dir=/d1 did not clear the soft-dirty bits"), c.reason()
                 .toString());
-        c = ChangeDetection.SOFT_DIRTY.choose(7, soft, true, notCleared, "dir=/d1");
+        c = ChangeDetection.SOFT_DIRTY.choose(7, soft, true, notCleared, "dir=/d1", LAST);
         assertInstanceOf(DigestDetector.class, c.detector(), "unsure: digests, and said so");
         assertTrue(c.reason().isPresent());
 
-        c = ChangeDetection.AUTO.choose(7, none, true, cleared, "dir=/d1");
+        c = ChangeDetection.AUTO.choose(7, soft, true, cleared, "dir=/d1", OptionalLong.of(43));
+        assertInstanceOf(DigestDetector.class, c.detector(), "another dump cleared the bits since the parent");
+        assertEquals("the soft-dirty bits of pid=7 were cleared after parent dir=/d1 (dump_uptime=42) by the dump with"
+                + " dump_uptime=43 (a branched chain): page digests used this time; the bits were cleared for the next"
+                + " iteration", c.reason().orElseThrow());
+        c = ChangeDetection.SOFT_DIRTY.choose(7, soft, true, cleared, "dir=/d1", OptionalLong.empty());
+        assertInstanceOf(DigestDetector.class, c.detector(), "a dump cleared them and did not complete");
+        assertTrue(c.reason().orElseThrow().startsWith("no record that parent dir=/d1 (dump_uptime=42) made the last"
+                + " clear of the soft-dirty bits of pid=7"), c.reason().toString());
+        assertInstanceOf(SoftDirtyDetector.class, ChangeDetection.AUTO.choose(7, soft, true, PageDigests.empty(),
+                "none", OptionalLong.empty()).detector(), "no parent pages: nothing to be wrong about");
+
+        c = ChangeDetection.AUTO.choose(7, none, true, cleared, "dir=/d1", LAST);
         assertInstanceOf(DigestDetector.class, c.detector());
         assertTrue(c.reason().orElseThrow().contains("built without CONFIG_MEM_SOFT_DIRTY"), c.reason().toString());
-        c = ChangeDetection.AUTO.choose(7, soft, false, cleared, "dir=/d1");
+        c = ChangeDetection.AUTO.choose(7, soft, false, cleared, "dir=/d1", LAST);
         assertInstanceOf(DigestDetector.class, c.detector());
         assertTrue(c.reason().orElseThrow().startsWith("the target is not frozen for the scan"));
 
-        c = ChangeDetection.DIGEST.choose(7, soft, true, cleared, "dir=/d1");
+        c = ChangeDetection.DIGEST.choose(7, soft, true, cleared, "dir=/d1", LAST);
         assertInstanceOf(DigestDetector.class, c.detector());
         assertEquals(Optional.empty(), c.reason());
         assertFalse(c.detector().clearedSoftDirty());
 
         PagefluxException e = assertThrows(ChangeDetection.SoftDirtyUnsupportedException.class,
-                () -> ChangeDetection.SOFT_DIRTY.choose(7, none, true, cleared, "dir=/d1"));
+                () -> ChangeDetection.SOFT_DIRTY.choose(7, none, true, cleared, "dir=/d1", LAST));
         assertTrue(e.getMessage().startsWith("cannot use soft-dirty change detection for pid=7: this kernel ("),
                 e.getMessage());
         assertTrue(e.getMessage().endsWith("; use --change-detection digest (or auto), which compares a 64-bit digest"
                 + " per page"), e.getMessage());
         e = assertThrows(ChangeDetection.SoftDirtyUnsupportedException.class,
-                () -> ChangeDetection.SOFT_DIRTY.choose(7, soft, false, cleared, "dir=/d1"));
+                () -> ChangeDetection.SOFT_DIRTY.choose(7, soft, false, cleared, "dir=/d1", LAST));
         assertTrue(e.getMessage().endsWith(", or --mode pre-dump or dump"), e.getMessage());
 
         assertEquals(ChangeDetection.SOFT_DIRTY, ChangeDetection.fromCli("soft-dirty"));
         IllegalArgumentException bad = assertThrows(IllegalArgumentException.class,
                 () -> ChangeDetection.fromCli("softdirty"));
         assertEquals("unknown change detection 'softdirty': use auto, soft-dirty or digest", bad.getMessage());
+    }
+
+    @Test
+    void theLedgerRecordsWhichCompletedDumpClearedLast(@TempDir Path dir) throws Exception {
+        try (SampleProcess target = SampleProcess.start()) {
+            int pid = target.pid();
+            SoftDirtyLedger ledger = SoftDirtyLedger.at(dir.resolve("ledger"));
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "nothing recorded");
+            Recorded kernel = new Recorded(fixture(), true);
+            SoftDirty.Kernel tracked = ledger.tracking(kernel);
+            tracked.clear(pid);
+            assertEquals(List.of("clear pid=" + pid), kernel.events);
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "cleared by a dump that has not completed");
+            try (var files = Files.list(ledger.dir())) {
+                Path file = files.findFirst().orElseThrow();
+                assertTrue(file.getFileName().toString().startsWith("soft-dirty-" + pid + "-"), file.toString());
+                assertEquals("clearing\n", Files.readString(file));
+            }
+            ledger.completed(pid, 1234);
+            assertEquals(OptionalLong.of(1234), ledger.lastClear(pid));
+            tracked.clear(pid);
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "the next clear forgets the completed one");
+        }
+        assertEquals(OptionalLong.empty(), SoftDirtyLedger.at(dir).lastClear(999_999_999), "no such process");
     }
 
     @Test
