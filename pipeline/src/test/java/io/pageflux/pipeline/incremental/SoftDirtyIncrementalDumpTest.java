@@ -131,7 +131,8 @@ class SoftDirtyIncrementalDumpTest {
             assertEquals(0, r1.changeDetection().pagesNotRead());
             assertTrue(r1.changeDetection().softDirtyCleared());
             assertEquals(List.of("t"), kernel.clears, "cleared once, while the only thread was stopped by the tracer");
-            assertEquals(r1.dump().pagesPlanned(), kernel.entriesRead.get(), "one pagemap entry per planned page");
+            assertTrue(kernel.entriesRead.get() >= r1.dump().pagesPlanned(), "an entry per planned page (and the"
+                    + " warm-up's)");
             PageDigests digests1 = PageDigests.read(d1);
             assertTrue(digests1.softDirtyCleared(), "the next iteration may use the bits");
             assertEquals(r1.pagesSent(), digests1.pages());

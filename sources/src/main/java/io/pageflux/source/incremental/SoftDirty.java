@@ -60,7 +60,7 @@ public final class SoftDirty {
 
         /**
          * Reads the entries of {@code count} pages from {@code address} (page aligned) into
-         * {@code into[0..count)}.
+         * {@code into[0..count)}. Only bit 55 ({@link #PM_SOFT_DIRTY}) is used; the other bits may be 0.
          *
          * @throws ProcessGoneException if the process exited
          */
@@ -83,43 +83,7 @@ public final class SoftDirty {
 
         @Override
         public Entries open(int pid) {
-            PagemapScanner pagemap;
-            try {
-                pagemap = PagemapScanner.open(pid, 1, ENTRIES_PER_READ);
-            } catch (NativeCallException e) {
-                throw new PagefluxException("cannot open the pagemap to read soft-dirty bits: pid=" + pid
-                        + " file=/proc/" + pid + "/pagemap: " + e.getMessage() + " (is the process alive? root or"
-                        + " CAP_SYS_PTRACE needed)", e);
-            }
-            return new Entries() {
-                @Override
-                public void read(long address, long[] into, int count) {
-                    int done = 0;
-                    while (done < count) {
-                        long at = address + (long) done * PageRun.PAGE_SIZE;
-                        int got;
-                        try {
-                            got = pagemap.readEntries(at, count - done);
-                        } catch (NativeCallException e) {
-                            throw new PagefluxException(String.format("cannot read the soft-dirty bits: pid=%d "
-                                    + "address=0x%x file=/proc/%d/pagemap: %s", pid, at, pid, e.getMessage()), e);
-                        }
-                        if (got == 0) {
-                            throw new ProcessGoneException(pid, String.format("reason=exited file=/proc/%d/pagemap"
-                                    + " ended at address=0x%x while reading soft-dirty bits", pid, at));
-                        }
-                        for (int i = 0; i < got; i++) {
-                            into[done + i] = pagemap.entry(i);
-                        }
-                        done += got;
-                    }
-                }
-
-                @Override
-                public void close() {
-                    pagemap.close();
-                }
-            };
+            return SoftDirty.open(pid, true);
         }
 
         @Override
@@ -133,6 +97,98 @@ public final class SoftDirty {
         }
     };
 
+    /**
+     * The soft-dirty bits of {@code pid}: with {@code PAGEMAP_SCAN} (one page-table walk that returns the
+     * ranges of soft-dirty pages; {@code ioctl} true, falling back when the kernel lacks the ioctl or its
+     * {@code PAGE_IS_SOFT_DIRTY} category), or by reading 8 bytes per page of {@code /proc/PID/pagemap}
+     * (several times slower: the kernel formats every entry).
+     */
+    static Entries open(int pid, boolean ioctl) {
+        PagemapScanner pagemap;
+        try {
+            pagemap = PagemapScanner.open(pid, RANGES_PER_SCAN, ENTRIES_PER_READ);
+        } catch (NativeCallException e) {
+            throw new PagefluxException("cannot open the pagemap to read soft-dirty bits: pid=" + pid
+                    + " file=/proc/" + pid + "/pagemap: " + e.getMessage() + " (is the process alive? root or"
+                    + " CAP_SYS_PTRACE needed)", e);
+        }
+        return new Entries() {
+            private boolean useIoctl = ioctl;
+
+            @Override
+            public void read(long address, long[] into, int count) {
+                if (useIoctl) {
+                    try {
+                        scan(address, into, count);
+                        return;
+                    } catch (NativeCallException e) {
+                        if (e.errno() != io.pageflux.nativeio.Errno.ENOTTY
+                                && e.errno() != io.pageflux.nativeio.Errno.EINVAL) {
+                            throw failed(address, e);
+                        }
+                        useIoctl = false; // no PAGEMAP_SCAN, or no PAGE_IS_SOFT_DIRTY: read the entries
+                    }
+                }
+                int done = 0;
+                while (done < count) {
+                    long at = address + (long) done * PageRun.PAGE_SIZE;
+                    int got;
+                    try {
+                        got = pagemap.readEntries(at, count - done);
+                    } catch (NativeCallException e) {
+                        throw failed(at, e);
+                    }
+                    if (got == 0) {
+                        throw new ProcessGoneException(pid, String.format("reason=exited file=/proc/%d/pagemap"
+                                + " ended at address=0x%x while reading soft-dirty bits", pid, at));
+                    }
+                    pagemap.copyEntries(into, done, got);
+                    done += got;
+                }
+            }
+
+            /** Bit 55 set on the pages of the ranges the kernel reports soft-dirty; the other bits 0. */
+            private void scan(long address, long[] into, int count) {
+                java.util.Arrays.fill(into, 0, count, 0L);
+                long end = address + (long) count * PageRun.PAGE_SIZE;
+                long cursor = address;
+                while (Long.compareUnsigned(cursor, end) < 0) {
+                    int n = pagemap.scan(cursor, end, 0, PagemapScanner.PAGE_IS_SOFT_DIRTY,
+                            PagemapScanner.PAGE_IS_SOFT_DIRTY, PagemapScanner.PAGE_IS_SOFT_DIRTY);
+                    for (int i = 0; i < n; i++) {
+                        int from = (int) ((pagemap.regionStart(i) - address) / PageRun.PAGE_SIZE);
+                        int to = (int) ((pagemap.regionEnd(i) - address) / PageRun.PAGE_SIZE);
+                        for (int p = from; p < to; p++) {
+                            into[p] = PM_SOFT_DIRTY;
+                        }
+                    }
+                    long walkEnd = pagemap.walkEnd();
+                    if (Long.compareUnsigned(walkEnd, cursor) <= 0) {
+                        throw new PagefluxException(String.format("PAGEMAP_SCAN made no progress reading soft-dirty"
+                                + " bits: pid=%d start=0x%x end=0x%x walk_end=0x%x", pid, cursor, end, walkEnd));
+                    }
+                    cursor = walkEnd;
+                }
+            }
+
+            private PagefluxException failed(long address, NativeCallException e) {
+                if (e.errno() == io.pageflux.nativeio.Errno.ESRCH) {
+                    return new ProcessGoneException(pid, String.format("reason=exited file=/proc/%d/pagemap while"
+                            + " reading soft-dirty bits at address=0x%x", pid, address), e);
+                }
+                return new PagefluxException(String.format("cannot read the soft-dirty bits: pid=%d address=0x%x"
+                        + " file=/proc/%d/pagemap: %s", pid, address, pid, e.getMessage()), e);
+            }
+
+            @Override
+            public void close() {
+                pagemap.close();
+            }
+        };
+    }
+
+    /** Ranges one {@code PAGEMAP_SCAN} call may return. */
+    private static final int RANGES_PER_SCAN = 512;
     /** Pagemap entries per {@code pread} (8 bytes each: 32 MiB of address space per call). */
     private static final int ENTRIES_PER_READ = 8192;
 

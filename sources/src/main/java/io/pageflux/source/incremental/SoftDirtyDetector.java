@@ -73,38 +73,16 @@ public final class SoftDirtyDetector implements PageChangeDetector {
 
     @Override
     public FreezingSource configure(FreezingSource source) {
+        warmUp();
         return source.withFrozenScanStep(this::afterScan).withReaderDecorator(this::wrap);
     }
 
     /** The frozen step: split the runs by their soft-dirty bits, then clear the bits. */
     RunList afterScan(RunList scanned) {
         long t0 = System.nanoTime();
-        RunList out = new RunList();
-        Map<PagemapId, PageDigests.Cursor> parent = new HashMap<>();
-        long[] entries = new long[1024];
+        RunList out;
         try (SoftDirty.Entries pagemap = kernel.open(pid)) {
-            for (PlannedRun planned : scanned) {
-                PageRun run = planned.run();
-                int pages = Math.toIntExact(run.pages());
-                if (entries.length < pages) {
-                    entries = new long[pages];
-                }
-                pagemap.read(run.address(), entries, pages);
-                PageDigests.Cursor cursor = parent.computeIfAbsent(run.pagemap(), previous::cursor);
-                int at = 0;
-                for (PageRun piece : SoftDirty.split(run, entries, cursor::find)) {
-                    out.add(new PlannedRun(piece, planned.via()));
-                    if (!PageFlags.has(piece.flags(), PageFlags.PE_PARENT)) {
-                        long bits = 0;
-                        for (int i = at; i < at + piece.pages(); i++) {
-                            bits += (entries[i] & SoftDirty.PM_SOFT_DIRTY) != 0 ? 1 : 0;
-                        }
-                        dirty.addAndGet(bits);
-                        newToChain.addAndGet(piece.pages() - bits);
-                    }
-                    at += (int) piece.pages();
-                }
-            }
+            out = split(scanned, pagemap::read, previous, true);
         }
         long t1 = System.nanoTime();
         lookupNanos.addAndGet(t1 - t0);
@@ -112,6 +90,78 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         clearNanos.addAndGet(System.nanoTime() - t1);
         cleared = true;
         return out;
+    }
+
+    /** Reads pagemap entries, as {@link SoftDirty.Entries#read}. */
+    @FunctionalInterface
+    private interface EntryReader {
+        void read(long address, long[] into, int count);
+    }
+
+    private RunList split(RunList scanned, EntryReader entriesOf, PageDigests parentDigests, boolean count) {
+        RunList out = new RunList();
+        Map<PagemapId, PageDigests.Cursor> parent = new HashMap<>();
+        long[] entries = new long[1024];
+        for (PlannedRun planned : scanned) {
+            PageRun run = planned.run();
+            int pages = Math.toIntExact(run.pages());
+            if (entries.length < pages) {
+                entries = new long[pages];
+            }
+            entriesOf.read(run.address(), entries, pages);
+            PageDigests.Cursor cursor = parent.computeIfAbsent(run.pagemap(), parentDigests::cursor);
+            int at = 0;
+            for (PageRun piece : SoftDirty.split(run, entries, cursor::find)) {
+                out.add(new PlannedRun(piece, planned.via()));
+                if (count && !PageFlags.has(piece.flags(), PageFlags.PE_PARENT)) {
+                    long bits = 0;
+                    for (int i = at; i < at + piece.pages(); i++) {
+                        bits += (entries[i] & SoftDirty.PM_SOFT_DIRTY) != 0 ? 1 : 0;
+                    }
+                    dirty.addAndGet(bits);
+                    newToChain.addAndGet(piece.pages() - bits);
+                }
+                at += (int) piece.pages();
+            }
+        }
+        return out;
+    }
+
+    /** Pages of the synthetic run {@link #warmUp} splits. */
+    private static final int WARM_UP_PAGES = 1 << 16;
+    private static final int WARM_UP_ROUNDS = 5;
+
+    /**
+     * Runs the frozen step's code on synthetic bits before the freeze, so that the JIT has compiled it and the
+     * native calls are bound: the first, cold run over 512 MiB costs the frozen target hundreds of milliseconds,
+     * a warm one about 2 ms. Costs some CPU while the target runs; nothing of the target is changed.
+     */
+    void warmUp() {
+        long base = 1L << 40;
+        PagemapId id = PagemapId.task(pid);
+        PageDigests.Builder fake = PageDigests.builder();
+        long[] bits = new long[WARM_UP_PAGES];
+        for (int i = 0; i < WARM_UP_PAGES; i++) {
+            // a digest for 7 pages of 8, a dirty bit on every 3rd: every branch of the loops
+            if (i % 8 != 7) {
+                fake.add(id, base + (long) i * PAGE, i);
+            }
+            bits[i] = i % 3 == 0 ? SoftDirty.PM_SOFT_DIRTY : 0;
+        }
+        PageDigests parentDigests = fake.build(0, 0);
+        RunList runs = new RunList();
+        runs.add(new PlannedRun(new PageRun(base, WARM_UP_PAGES, id, base, PageFlags.PE_PRESENT),
+                io.pageflux.source.RegionDecision.ReadVia.PROCESS_VM_READV));
+        // the target's own pagemap is read too (a range it does not map: cheap, and no bit is cleared), so that
+        // the first real read in the freeze does not pay for binding and compiling the native calls
+        try (SoftDirty.Entries pagemap = kernel.open(pid)) {
+            for (int round = 0; round < WARM_UP_ROUNDS; round++) {
+                split(runs, (address, into, n) -> {
+                    pagemap.read(address, into, n);
+                    System.arraycopy(bits, (int) ((address - base) / PAGE), into, 0, n);
+                }, parentDigests, false);
+            }
+        }
     }
 
     /** Records the digests of every page that passes: hashed if read, the parent's if a hole. */
