@@ -115,7 +115,8 @@ public final class FreezingSource implements MemorySource {
      * read worker, after the thaw in {@link FreezeMode#PRE_DUMP}.
      */
     public FreezingSource withReaderDecorator(UnaryOperator<ChunkReader> decorator) {
-        return new FreezingSource(pid, freezer, mode, scanner, Objects.requireNonNull(decorator, "decorator"), listener, step);
+        return new FreezingSource(pid, freezer, mode, scanner, Objects.requireNonNull(decorator, "decorator"), listener,
+                step);
     }
 
     /** A copy that calls {@code listener} after each thaw (on the read worker; keep it quick). */

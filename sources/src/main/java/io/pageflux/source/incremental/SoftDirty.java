@@ -24,7 +24,8 @@ import java.util.List;
  *
  * <p>On a kernel without soft-dirty, clearing succeeds but does nothing and bit 55 stays 0 — every page
  * would look clean. {@link #supported()} must therefore be checked first: pageflux falls back to page
- * digests ({@link ChangeDetector}) there.
+ * digests ({@link ChangeDetector}) there. {@link SoftDirtyDetector} uses these bits in an incremental dump,
+ * through the {@link Kernel} seam ({@link #kernel()}, or a test double answering from recorded fixtures).
  */
 public final class SoftDirty {
 
