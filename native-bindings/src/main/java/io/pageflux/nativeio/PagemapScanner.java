@@ -32,6 +32,8 @@ public final class PagemapScanner implements AutoCloseable {
     public static final long PAGE_IS_SWAPPED = 1L << 4;
     public static final long PAGE_IS_PFNZERO = 1L << 5;
     public static final long PAGE_IS_HUGE = 1L << 6;
+    /** Soft-dirty (never set on a kernel without {@code CONFIG_MEM_SOFT_DIRTY}). */
+    public static final long PAGE_IS_SOFT_DIRTY = 1L << 7;
     /** Guard region ({@code MADV_GUARD_INSTALL}); kernels before 6.14 reject it with EINVAL. */
     public static final long PAGE_IS_GUARD = 1L << 8;
 
@@ -181,6 +183,12 @@ public final class PagemapScanner implements AutoCloseable {
     /** Entry {@code i} of the last {@link #readEntries} call. */
     public long entry(int i) {
         return entries.getLong((long) i * 8);
+    }
+
+    /** Copies entries {@code 0..count)} of the last {@link #readEntries} call into {@code into[offset..)}: one call. */
+    public void copyEntries(long[] into, int offset, int count) {
+        checkOpen();
+        entries.get(0, into, offset, count);
     }
 
     /** The generic Linux {@code _IOWR(type, nr, size)} encoding (x86, arm64, riscv): dir 30–31, size 16–29, type 8–15, nr 0–7. */

@@ -11,6 +11,7 @@ import io.pageflux.source.freeze.FreezeException;
 import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.freeze.ThreadFreezer;
+import io.pageflux.source.incremental.ChangeDetection;
 import java.nio.file.Path;
 import java.util.List;
 import reactor.core.Exceptions;
@@ -57,7 +58,8 @@ final class FreezeOptions {
             return CliException.failed(m.getMessage(), m);
         }
         if (cause instanceof AlreadyTracedException || cause instanceof ParentDumpException
-                || cause instanceof PermissionDeniedException) {
+                || cause instanceof PermissionDeniedException
+                || cause instanceof ChangeDetection.SoftDirtyUnsupportedException) {
             return CliException.badInput(cause.getMessage(), cause);
         }
         if (cause instanceof ProcessGoneException) {

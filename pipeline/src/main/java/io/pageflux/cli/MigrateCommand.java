@@ -6,6 +6,7 @@ import io.pageflux.sink.pageserver.PageServerSinks;
 import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.incremental.ChangeDetection;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
@@ -76,6 +77,10 @@ final class MigrateCommand implements Callable<Integer> {
             + "(default ${DEFAULT-VALUE}).")
     int maxPreDumps;
 
+    @Option(names = "--change-detection", paramLabel = "auto|soft-dirty|digest", defaultValue = "auto",
+            description = ChangeDetectionOption.HELP)
+    String changeDetection;
+
     @Option(names = "--freezer", paramLabel = "ptrace|cgroup|cgroup:DIR", defaultValue = "ptrace",
             description = FreezeOptions.FREEZER_HELP)
     String freezer;
@@ -105,7 +110,9 @@ final class MigrateCommand implements Callable<Integer> {
         if (maxPreDumps < 0) {
             throw CliException.badInput("--max-pre-dumps " + maxPreDumps + ": must be 0 or more");
         }
-        Migration migration = Migration.of(pid);
+        ChangeDetection detection = ChangeDetectionOption.parse(changeDetection);
+        ChangeDetectionOption.requireUsable(detection, pid);
+        Migration migration = Migration.of(pid).changeDetection(detection);
         if (output.out != null) {
             OutputDirs.checkWritable(output.out, force);
             migration.toDirectory(output.out, force);

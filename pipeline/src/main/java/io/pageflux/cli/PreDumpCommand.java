@@ -2,6 +2,7 @@ package io.pageflux.cli;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.pageflux.pipeline.incremental.ChangeDetectionReport;
 import io.pageflux.pipeline.incremental.IncrementalDump;
 import io.pageflux.pipeline.incremental.IncrementalReport;
 import io.pageflux.pipeline.incremental.ParentDump;
@@ -14,6 +15,7 @@ import io.pageflux.source.DataSize;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.incremental.ChangeDetection;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -35,8 +37,10 @@ import picocli.CommandLine.Spec;
                         + "while it runs (--mode pre-dump, the default). --mode dump keeps it frozen until the images "
                         + "are written: a consistent snapshot.",
                 "With --parent, pages unchanged since that dump are written as PE_PARENT holes and the parent is "
-                        + "linked (relative 'parent' symlink). Unchanged pages are found with a 64-bit digest per page "
-                        + "kept next to each dump (pageflux-digests.bin): no soft-dirty bits needed."},
+                        + "linked (relative 'parent' symlink). Unchanged pages are found with the kernel's soft-dirty "
+                        + "bits where it has them (cleared while frozen; clean pages are not even read), otherwise with "
+                        + "a 64-bit digest per page kept next to each dump (pageflux-digests.bin); see "
+                        + "--change-detection."},
         footerHeading = "%nExamples:%n",
         footer = {
                 "  pageflux pre-dump --pid 1234 --out /tmp/pd1",
@@ -80,6 +84,10 @@ final class PreDumpCommand implements Callable<Integer> {
             description = "Frozen for the scan only (pre-dump, default) or until the images are written (dump).")
     String mode;
 
+    @Option(names = "--change-detection", paramLabel = "auto|soft-dirty|digest", defaultValue = "auto",
+            description = ChangeDetectionOption.HELP)
+    String changeDetection;
+
     @Option(names = "--full", description = "CRIU's full-dump selection (incl. PROT_NONE regions) and inventory: "
             + "the last dump of a chain.")
     boolean full;
@@ -114,6 +122,7 @@ final class PreDumpCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw CliException.badInput("--mode " + mode + ": " + e.getMessage(), e);
         }
+        ChangeDetection detection = ChangeDetectionOption.parse(changeDetection);
         if (verify && freezeMode != FreezeMode.DUMP) {
             throw CliException.badInput("--verify needs --mode dump: a target that runs while it is read cannot equal "
                     + "its images; verify later with: pageflux verify DIR --pid " + pid);
@@ -123,6 +132,7 @@ final class PreDumpCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw CliException.badInput("--budget " + budget + " --chunk-size " + chunkSize + ": " + e.getMessage(), e);
         }
+        ChangeDetectionOption.requireUsable(detection, pid, freezeMode);
         Path dir = null;
         PageSink sink;
         if (output.out != null || output.to.startsWith("dir:")) {
@@ -156,7 +166,8 @@ final class PreDumpCommand implements Callable<Integer> {
             err.flush();
         }
         IncrementalDump dump = IncrementalDump.of(pid).freezer(f).mode(freezeMode).preDump(!full).parent(parentDump)
-                .to(parent.env.sinkDecorator().apply(sink)).budget(budget).chunkSize(chunkSize).verifyFrozen(verify);
+                .to(parent.env.sinkDecorator().apply(sink)).budget(budget).chunkSize(chunkSize).verifyFrozen(verify)
+                .changeDetection(detection);
         if (dir != null) {
             dump = dump.digestsDir(dir);
         }
@@ -194,9 +205,11 @@ final class PreDumpCommand implements Callable<Integer> {
         sb.append(FreezeOptions.frozenLines(r.freezes()));
         String against = r.parent().map(p -> p.dir() == null ? "the previous iteration" : p.dir().toString())
                 .orElse(null);
-        sb.append(String.format(Locale.ROOT, "  changes  %d pages sent, %d unchanged (PE_PARENT holes)%s; page digests"
-                        + " (xxHash64) took %.1f ms%n", r.pagesSent(), r.pagesUnchanged(),
-                against == null ? ", no parent" : " against " + against, r.hashTime().toNanos() / 1e6));
+        sb.append(String.format(Locale.ROOT, "  changes  %d pages sent, %d unchanged (PE_PARENT holes)%s%n",
+                r.pagesSent(), r.pagesUnchanged(), against == null ? ", no parent" : " against " + against));
+        sb.append("  method   ").append(ChangeDetectionOption.describe(r)).append(System.lineSeparator());
+        r.changeDetection().reason().ifPresent(reason -> sb.append("  because  ").append(reason)
+                .append(System.lineSeparator()));
         r.fallback().ifPresent(reason -> sb.append("  fallback ").append(reason).append(System.lineSeparator()));
         r.digestsFile().ifPresent(f -> sb.append("  digests  ").append(f).append(System.lineSeparator()));
         r.verify().ifPresent(v -> sb.append(v.text()));
@@ -217,7 +230,12 @@ final class PreDumpCommand implements Callable<Integer> {
             n.put("runs", f.runs());
         }
         ObjectNode changes = root.putObject("changes");
-        changes.put("method", "page digests (xxHash64)");
+        ChangeDetectionReport cd = r.changeDetection();
+        changes.put("method", cd.method());
+        cd.reason().ifPresent(reason -> changes.put("methodReason", reason));
+        changes.put("pagesNotRead", cd.pagesNotRead());
+        changes.put("frozenMillis", cd.frozenTime().toNanos() / 1e6);
+        changes.put("softDirtyCleared", cd.softDirtyCleared());
         changes.put("pagesSent", r.pagesSent());
         changes.put("pagesUnchanged", r.pagesUnchanged());
         changes.put("hashMillis", r.hashTime().toNanos() / 1e6);

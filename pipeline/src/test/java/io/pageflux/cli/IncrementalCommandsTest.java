@@ -55,8 +55,11 @@ class IncrementalCommandsTest {
             assertEquals(0, r1.exit(), r1.toString());
             assertTrue(r1.out().contains("  frozen   "), r1.out());
             assertTrue(r1.out().contains("(ptrace:" + pid + ", 1 thread, stop latency "), r1.out());
-            assertTrue(r1.out().contains(" unchanged (PE_PARENT holes), no parent; page digests (xxHash64) took "),
-                    r1.out());
+            assertTrue(r1.out().contains(" unchanged (PE_PARENT holes), no parent\n"), r1.out());
+            // this kernel has no soft-dirty bits: auto falls back to page digests and says why
+            assertTrue(r1.out().contains("  method   digest: every page read and hashed (xxHash64) in "), r1.out());
+            assertTrue(r1.out().contains("  because  this kernel (" + System.getProperty("os.version") + ") has no"
+                    + " soft-dirty bits: it was built without CONFIG_MEM_SOFT_DIRTY"), r1.out());
             assertTrue(r1.out().contains("  digests  " + d1.resolve("pageflux-digests.bin")), r1.out());
 
             long rewritten = target.rewrite();
@@ -65,7 +68,10 @@ class IncrementalCommandsTest {
             assertEquals(0, r2.exit(), r2.toString());
             JsonNode json = Reports.JSON.readTree(r2.out());
             JsonNode changes = json.get("changes");
-            assertEquals("page digests (xxHash64)", changes.get("method").asText());
+            assertEquals("digest", changes.get("method").asText());
+            assertTrue(changes.get("methodReason").asText().contains("CONFIG_MEM_SOFT_DIRTY"), r2.out());
+            assertEquals(0, changes.get("pagesNotRead").asLong());
+            assertFalse(changes.get("softDirtyCleared").asBoolean());
             assertEquals(ImageDirectory.open(d2).presentPages(), changes.get("pagesSent").asLong());
             assertEquals(ImageDirectory.open(d2).parentPages(), changes.get("pagesUnchanged").asLong());
             assertTrue(changes.get("pagesSent").asLong() >= rewritten);
@@ -83,6 +89,38 @@ class IncrementalCommandsTest {
             assertFalse(v.get("ok").asBoolean());
             long onlyRseq = changes.get("pagesSent").asLong() - v.get("bytesDiffer").asLong();
             assertTrue(onlyRseq == 0 || onlyRseq == 1, "at most the page of the rseq area: " + stale.out());
+        }
+    }
+
+    @Test
+    void changeDetectionOptionErrors() throws Exception {
+        try (SampleProcess target = SampleProcess.start(1, false)) {
+            String pid = Integer.toString(target.pid());
+            Path d = tmp.resolve("d");
+            Cli.Result soft = run("pre-dump", "--pid", pid, "--out", d.toString(), "--change-detection", "soft-dirty");
+            assertEquals(2, soft.exit(), soft.toString());
+            assertTrue(soft.err().contains("--change-detection soft-dirty: cannot use soft-dirty change detection for"
+                    + " pid=" + pid + ": this kernel (" + System.getProperty("os.version") + ") has no soft-dirty bits:"
+                    + " it was built without CONFIG_MEM_SOFT_DIRTY"), soft.err());
+            assertTrue(soft.err().contains("use --change-detection digest (or auto)"), soft.err());
+            assertFalse(Files.exists(d.resolve("inventory.img")), "nothing written");
+
+            Cli.Result migrate = run("migrate", "--pid", pid, "--out", d.toString(), "--change-detection", "soft-dirty");
+            assertEquals(2, migrate.exit(), migrate.toString());
+            assertTrue(migrate.err().contains("built without CONFIG_MEM_SOFT_DIRTY"), migrate.err());
+
+            Cli.Result bad = run("pre-dump", "--pid", pid, "--out", d.toString(), "--change-detection", "bits");
+            assertEquals(2, bad.exit(), bad.toString());
+            assertTrue(bad.err().contains("--change-detection bits: unknown change detection 'bits': use auto,"
+                    + " soft-dirty or digest"), bad.err());
+
+            Cli.Result digest = run("pre-dump", "--pid", pid, "--out", d.toString(), "--change-detection", "digest",
+                    "--json");
+            assertEquals(0, digest.exit(), digest.toString());
+            JsonNode changes = Reports.JSON.readTree(digest.out()).get("changes");
+            assertEquals("digest", changes.get("method").asText());
+            assertFalse(changes.has("methodReason"), "asked for, so no reason: " + digest.out());
+            assertTrue(target.isAlive());
         }
     }
 

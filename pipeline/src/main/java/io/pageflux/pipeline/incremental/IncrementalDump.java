@@ -11,8 +11,11 @@ import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.freeze.FreezingSource;
 import io.pageflux.source.freeze.FrozenProcess;
-import io.pageflux.source.incremental.ChangeDetector;
+import io.pageflux.source.incremental.ChangeDetection;
+import io.pageflux.source.incremental.PageChangeDetector;
 import io.pageflux.source.incremental.PageDigests;
+import io.pageflux.source.incremental.SoftDirty;
+import io.pageflux.source.incremental.SoftDirtyLedger;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -29,8 +32,8 @@ import reactor.core.scheduler.Schedulers;
 
 /**
  * One iteration of an incremental dump: freeze the target as {@link FreezeMode} says, read its pages,
- * turn the pages unchanged since the {@link ParentDump parent} into PE_PARENT holes (page digests,
- * {@link ChangeDetector}), write them through the sink(s) of a {@link Dump}, and leave the digests of this
+ * turn the pages unchanged since the {@link ParentDump parent} into PE_PARENT holes (soft-dirty bits or page
+ * digests: {@link ChangeDetection}, {@link PageChangeDetector}), write them through the sink(s) of a {@link Dump}, and leave the digests of this
  * dump for the next iteration ({@code pageflux-digests.bin} next to the images, and in the report).
  *
  * <pre>{@code
@@ -60,10 +63,14 @@ public final class IncrementalDump {
     private final boolean verifyFrozen;
     private final Duration progressInterval;
     private final Consumer<DumpProgress> progress;
+    private final ChangeDetection changeDetection;
+    private final SoftDirty.Kernel softDirty;
+    private final SoftDirtyLedger ledger;
 
     private IncrementalDump(int pid, Freezer freezer, FreezeMode mode, boolean preDump, ParentDump parent,
                             List<PageSink> sinks, Path digestsDir, DataSize budget, DataSize chunkSize,
-                            boolean verifyFrozen, Duration progressInterval, Consumer<DumpProgress> progress) {
+                            boolean verifyFrozen, Duration progressInterval, Consumer<DumpProgress> progress,
+                            ChangeDetection changeDetection, SoftDirty.Kernel softDirty, SoftDirtyLedger ledger) {
         this.pid = pid;
         this.freezer = freezer;
         this.mode = mode;
@@ -76,23 +83,27 @@ public final class IncrementalDump {
         this.verifyFrozen = verifyFrozen;
         this.progressInterval = progressInterval;
         this.progress = progress;
+        this.changeDetection = changeDetection;
+        this.softDirty = softDirty;
+        this.ledger = ledger;
     }
 
     /** A pre-dump of {@code pid}: ptrace freezer, frozen for the scan only, no parent, no sink yet. */
     public static IncrementalDump of(int pid) {
         return new IncrementalDump(pid, Freezer.ptrace(pid), FreezeMode.PRE_DUMP, true, null, List.of(), null,
-                Dump.DEFAULT_BUDGET, Dump.DEFAULT_CHUNK_SIZE, false, null, null);
+                Dump.DEFAULT_BUDGET, Dump.DEFAULT_CHUNK_SIZE, false, null, null, ChangeDetection.AUTO,
+                SoftDirty.kernel(), SoftDirtyLedger.system());
     }
 
     public IncrementalDump freezer(Freezer freezer) {
         return new IncrementalDump(pid, Objects.requireNonNull(freezer, "freezer"), mode, preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** {@link FreezeMode#PRE_DUMP} (default), {@link FreezeMode#DUMP} or {@link FreezeMode#NONE}. */
     public IncrementalDump mode(FreezeMode mode) {
         return new IncrementalDump(pid, freezer, Objects.requireNonNull(mode, "mode"), preDump, parent, sinks,
-                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress);
+                digestsDir, budget, chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /**
@@ -101,34 +112,34 @@ public final class IncrementalDump {
      */
     public IncrementalDump preDump(boolean preDump) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** The dump this one builds on ({@code null}: none, every page is written). */
     public IncrementalDump parent(ParentDump parent) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump to(PageSink... sinks) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, List.of(sinks), digestsDir, budget, chunkSize,
-                verifyFrozen, progressInterval, progress);
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** Where to write {@code pageflux-digests.bin} once the sinks committed: the image directory. */
     public IncrementalDump digestsDir(Path dir) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, dir, budget, chunkSize, verifyFrozen,
-                progressInterval, progress);
+                progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump budget(DataSize budget) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir,
-                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress);
+                Objects.requireNonNull(budget, "budget"), chunkSize, verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     public IncrementalDump chunkSize(DataSize chunkSize) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget,
-                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress);
+                Objects.requireNonNull(chunkSize, "chunkSize"), verifyFrozen, progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /**
@@ -137,13 +148,36 @@ public final class IncrementalDump {
      */
     public IncrementalDump verifyFrozen(boolean verify) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize, verify,
-                progressInterval, progress);
+                progressInterval, progress, changeDetection, softDirty, ledger);
     }
 
     /** Progress ticks, as {@link Dump#progress}. */
     public IncrementalDump progress(Duration interval, Consumer<DumpProgress> listener) {
         return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
-                verifyFrozen, interval, listener);
+                verifyFrozen, interval, listener, changeDetection, softDirty, ledger);
+    }
+
+    /**
+     * How unchanged pages are found ({@link ChangeDetection#AUTO}, the default: soft-dirty bits where the
+     * kernel has them, page digests otherwise); decided when the iteration runs, reported in
+     * {@link IncrementalReport#changeDetection()}.
+     */
+    public IncrementalDump changeDetection(ChangeDetection detection) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, Objects.requireNonNull(detection, "detection"), softDirty, ledger);
+    }
+
+    /** The kernel's soft-dirty bits (default {@link SoftDirty#kernel()}; tests inject recorded pagemaps). */
+    public IncrementalDump softDirtyKernel(SoftDirty.Kernel kernel) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, changeDetection, Objects.requireNonNull(kernel, "kernel"), ledger);
+    }
+
+    /** Where the last clear of each process's soft-dirty bits is recorded (default {@link SoftDirtyLedger#system()}). */
+    public IncrementalDump softDirtyLedger(SoftDirtyLedger ledger) {
+        return new IncrementalDump(pid, freezer, mode, preDump, parent, sinks, digestsDir, budget, chunkSize,
+                verifyFrozen, progressInterval, progress, changeDetection, softDirty,
+                Objects.requireNonNull(ledger, "ledger"));
     }
 
     public int pid() {
@@ -160,6 +194,8 @@ public final class IncrementalDump {
      *
      * @throws IllegalStateException at once, without a sink, or for {@link #verifyFrozen} without
      *                               {@link FreezeMode#DUMP} and a {@link #digestsDir}
+     * @throws ChangeDetection.SoftDirtyUnsupportedException at once, for {@link ChangeDetection#SOFT_DIRTY} on a
+     *                               kernel without soft-dirty bits or with {@link FreezeMode#NONE}
      */
     public Mono<IncrementalReport> run() {
         if (sinks.isEmpty()) {
@@ -169,15 +205,23 @@ public final class IncrementalDump {
             throw new IllegalStateException("verifying while frozen needs mode DUMP and the image directory"
                     + " (digestsDir): mode=" + mode.cliName() + " digestsDir=" + digestsDir);
         }
-        return Mono.fromCallable(this::execute).subscribeOn(Schedulers.boundedElastic());
+        ChangeDetection.Choice choice = choose();
+        return Mono.fromCallable(() -> execute(choice)).subscribeOn(Schedulers.boundedElastic());
     }
 
-    private IncrementalReport execute() {
+    private ChangeDetection.Choice choose() {
         PageDigests previous = parent == null ? PageDigests.empty() : parent.digests();
-        ChangeDetector detector = new ChangeDetector(previous);
+        String parentName = parent == null ? "none" : parent.dir() == null ? "(the previous iteration)"
+                : "dir=" + parent.dir();
+        return changeDetection.choose(pid, ledger.tracking(softDirty), mode != FreezeMode.NONE, previous, parentName,
+                ledger.lastClear(pid));
+    }
+
+    private IncrementalReport execute(ChangeDetection.Choice choice) {
+        PageChangeDetector detector = choice.detector();
         AtomicLong uptime = new AtomicLong();
         FreezeMode sourceMode = mode == FreezeMode.DUMP ? FreezeMode.NONE : mode; // DUMP: frozen here, around everything
-        FreezingSource source = FreezingSource.of(pid, freezer, sourceMode).withReaderDecorator(detector::wrap);
+        FreezingSource source = detector.configure(FreezingSource.of(pid, freezer, sourceMode));
         Path parentDir = parent == null ? null : parent.dir();
         List<PageSink> wrapped = new ArrayList<>();
         for (PageSink s : sinks) {
@@ -205,6 +249,7 @@ public final class IncrementalDump {
             frozen = freezer.freeze();
             outerFreeze.set(frozen);
         }
+        Optional<String> reason = choice.reason();
         DumpReport report;
         PageDigests digests;
         Optional<Path> digestsFile = Optional.empty();
@@ -225,6 +270,15 @@ public final class IncrementalDump {
             if (verifyFrozen) {
                 verify = Optional.of(Verifier.verifyStill(digestsDir, pid, frozen.kernelWritten()));
             }
+            if (detector.clearedSoftDirty()) {
+                try {
+                    ledger.completed(pid, uptime.get());
+                } catch (RuntimeException e) {
+                    // the images are complete; only the next iteration loses the bits (it will compare digests)
+                    reason = Optional.of(reason.map(r -> r + "; ").orElse("") + e.getMessage()
+                            + "; the next iteration will compare page digests");
+                }
+            }
         } finally {
             if (frozen != null) {
                 Duration total = frozen.thaw();
@@ -235,7 +289,8 @@ public final class IncrementalDump {
         freezes.addAll(source.freezes());
         return new IncrementalReport(pid, report, Optional.ofNullable(parent), detector.changedPages(),
                 detector.unchangedPages(), detector.hashTime(), freezes, digests, digestsFile, verify,
-                Duration.ofNanos(System.nanoTime() - started));
+                Duration.ofNanos(System.nanoTime() - started), new ChangeDetectionReport(detector.method(),
+                reason, detector.pagesNotRead(), detector.frozenTime(), detector.clearedSoftDirty()));
     }
 
     @Override

@@ -16,17 +16,19 @@ import java.util.Optional;
  * @param parent         the parent it was compared against, if any (with the fallback reason, if any)
  * @param pagesSent      pages written with PE_PRESENT: changed since the parent, or all without one
  * @param pagesUnchanged pages written as PE_PARENT holes
- * @param hashTime       time spent hashing pages to find the changed ones (page digests)
+ * @param hashTime       time spent hashing pages (page digests: every page; soft-dirty: the pages read, for
+ *                       the next iteration's digests)
  * @param freezes        each freeze and how long the target was stopped
  * @param digests        the digests of this dump, for the next iteration
  * @param digestsFile    where they were written, if a directory was given
  * @param verify         the check made before thawing, if asked
  * @param duration       the whole iteration, freeze to thaw or completion
+ * @param changeDetection how unchanged pages were found (soft-dirty or digest), why, and its cost
  */
 public record IncrementalReport(int pid, DumpReport dump, Optional<ParentDump> parent, long pagesSent,
                                 long pagesUnchanged, Duration hashTime, List<FreezeRecord> freezes,
                                 PageDigests digests, Optional<Path> digestsFile, Optional<VerifyReport> verify,
-                                Duration duration) {
+                                Duration duration, ChangeDetectionReport changeDetection) {
 
     public IncrementalReport {
         freezes = List.copyOf(freezes);
@@ -46,9 +48,9 @@ public record IncrementalReport(int pid, DumpReport dump, Optional<ParentDump> p
         return parent.flatMap(ParentDump::fallback);
     }
 
-    /** One line: pages sent, unchanged, frozen time, duration. */
+    /** One line: pages sent, unchanged, frozen time, duration, change detection method. */
     public String line() {
-        return String.format("pages sent %d, unchanged %d, frozen %.1f ms, duration %.0f ms", pagesSent,
-                pagesUnchanged, frozen().toNanos() / 1e6, duration.toNanos() / 1e6);
+        return String.format("pages sent %d, unchanged %d, frozen %.1f ms, duration %.0f ms, method %s", pagesSent,
+                pagesUnchanged, frozen().toNanos() / 1e6, duration.toNanos() / 1e6, changeDetection.method());
     }
 }

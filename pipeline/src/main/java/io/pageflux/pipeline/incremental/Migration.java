@@ -8,6 +8,9 @@ import io.pageflux.source.DataSize;
 import io.pageflux.source.ProcessGoneException;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.Freezer;
+import io.pageflux.source.incremental.ChangeDetection;
+import io.pageflux.source.incremental.SoftDirty;
+import io.pageflux.source.incremental.SoftDirtyLedger;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -49,6 +52,9 @@ public final class Migration {
     private boolean verify;
     private boolean force;
     private Consumer<Iteration> listener = i -> { };
+    private ChangeDetection changeDetection = ChangeDetection.AUTO;
+    private SoftDirty.Kernel softDirty = SoftDirty.kernel();
+    private SoftDirtyLedger ledger = SoftDirtyLedger.system();
 
     private Migration(int pid) {
         this.pid = pid;
@@ -116,6 +122,24 @@ public final class Migration {
     /** Compare the final dump's chain with the target's memory before thawing it (directory only). */
     public Migration verify(boolean verify) {
         this.verify = verify;
+        return this;
+    }
+
+    /** How every iteration finds unchanged pages (default {@link ChangeDetection#AUTO}). */
+    public Migration changeDetection(ChangeDetection detection) {
+        this.changeDetection = Objects.requireNonNull(detection, "detection");
+        return this;
+    }
+
+    /** The kernel's soft-dirty bits (default {@link SoftDirty#kernel()}; tests inject recorded pagemaps). */
+    public Migration softDirtyKernel(SoftDirty.Kernel kernel) {
+        this.softDirty = Objects.requireNonNull(kernel, "kernel");
+        return this;
+    }
+
+    /** Where the last clear of the soft-dirty bits is recorded (default {@link SoftDirtyLedger#system()}). */
+    public Migration softDirtyLedger(SoftDirtyLedger ledger) {
+        this.ledger = Objects.requireNonNull(ledger, "ledger");
         return this;
     }
 
@@ -200,7 +224,8 @@ public final class Migration {
     private IncrementalReport iteration(int n, IncrementalDump dump, Path out, List<Iteration> done) {
         PageSink sink = out != null ? PageSinks.criuImages(out, CriuImageOptions.defaults().withForce(force))
                 : sinks.apply(n);
-        IncrementalDump d = dump.to(sink).budget(budget).chunkSize(chunkSize);
+        IncrementalDump d = dump.to(sink).budget(budget).chunkSize(chunkSize).changeDetection(changeDetection)
+                .softDirtyKernel(softDirty).softDirtyLedger(ledger);
         if (out != null) {
             d = d.digestsDir(out);
         }

@@ -61,18 +61,36 @@ public final class FreezingSource implements MemorySource {
     private final ScannerKind scanner;
     private final UnaryOperator<ChunkReader> decorator;
     private final Consumer<FreezeRecord> listener;
+    /** Runs on the scanned runs while the target is frozen; {@code null}: none. */
+    private final FrozenScanStep step;
     private final List<FreezeRecord> freezes = new ArrayList<>();
     /** Freezes in progress (not yet thawed and recorded), for {@link #frozenSoFar()}; guarded by {@code freezes}. */
     private final List<FrozenProcess> ongoing = new ArrayList<>();
 
     private FreezingSource(int pid, Freezer freezer, FreezeMode mode, ScannerKind scanner,
-                           UnaryOperator<ChunkReader> decorator, Consumer<FreezeRecord> listener) {
+                           UnaryOperator<ChunkReader> decorator, Consumer<FreezeRecord> listener, FrozenScanStep step) {
         this.pid = pid;
         this.freezer = freezer;
         this.mode = mode;
         this.scanner = scanner;
         this.decorator = decorator;
         this.listener = listener;
+        this.step = step;
+    }
+
+    /**
+     * Work on the scanned runs that must happen while the target is still frozen (soft-dirty: read the
+     * bits, turn clean pages into holes, clear the bits for the next iteration). Runs that come back with
+     * {@link io.pageflux.source.PageFlags#PE_PARENT} are holes: their pages are not read.
+     */
+    @FunctionalInterface
+    public interface FrozenScanStep {
+
+        /**
+         * @param scanned every run the scan planned, in address order
+         * @return the runs to dump, covering the same pages in the same order (holes marked PE_PARENT)
+         */
+        RunList afterScan(RunList scanned);
     }
 
     /**
@@ -83,12 +101,12 @@ public final class FreezingSource implements MemorySource {
     public static FreezingSource of(int pid, Freezer freezer, FreezeMode mode) {
         LiveProcess.attach(pid);
         return new FreezingSource(pid, Objects.requireNonNull(freezer, "freezer"), Objects.requireNonNull(mode, "mode"),
-                ScannerKind.AUTO, UnaryOperator.identity(), r -> { });
+                ScannerKind.AUTO, UnaryOperator.identity(), r -> { }, null);
     }
 
     /** A copy that finds present pages with {@code kind}. */
     public FreezingSource withScanner(ScannerKind kind) {
-        return new FreezingSource(pid, freezer, mode, Objects.requireNonNull(kind, "kind"), decorator, listener);
+        return new FreezingSource(pid, freezer, mode, Objects.requireNonNull(kind, "kind"), decorator, listener, step);
     }
 
     /**
@@ -97,12 +115,24 @@ public final class FreezingSource implements MemorySource {
      * read worker, after the thaw in {@link FreezeMode#PRE_DUMP}.
      */
     public FreezingSource withReaderDecorator(UnaryOperator<ChunkReader> decorator) {
-        return new FreezingSource(pid, freezer, mode, scanner, Objects.requireNonNull(decorator, "decorator"), listener);
+        return new FreezingSource(pid, freezer, mode, scanner, Objects.requireNonNull(decorator, "decorator"), listener,
+                step);
     }
 
     /** A copy that calls {@code listener} after each thaw (on the read worker; keep it quick). */
     public FreezingSource onFreeze(Consumer<FreezeRecord> listener) {
-        return new FreezingSource(pid, freezer, mode, scanner, decorator, Objects.requireNonNull(listener, "listener"));
+        return new FreezingSource(pid, freezer, mode, scanner, decorator, Objects.requireNonNull(listener, "listener"),
+                step);
+    }
+
+    /**
+     * A copy that hands the scanned runs to {@code step} before reading them: in {@link FreezeMode#PRE_DUMP}
+     * and {@link FreezeMode#DUMP} while the target is frozen (the scan is then drained into a {@link RunList}
+     * first); in {@link FreezeMode#NONE} right after the scan, while it runs (only correct if the caller froze
+     * it). Holes the step returns are not read.
+     */
+    public FreezingSource withFrozenScanStep(FrozenScanStep step) {
+        return new FreezingSource(pid, freezer, mode, scanner, decorator, listener, Objects.requireNonNull(step, "step"));
     }
 
     @Override
@@ -142,6 +172,11 @@ public final class FreezingSource implements MemorySource {
         switch (mode) {
             case NONE -> {
                 PageScan scan = PageScan.open(pid, Smaps.read(pid), options.policy(), scanner, options.stats());
+                if (step != null) {
+                    try (scan) {
+                        return reader(step.afterScan(RunList.drain(scan)).iterator(), null, options);
+                    }
+                }
                 return reader(scan, scan, options);
             }
             case PRE_DUMP -> {
@@ -153,6 +188,9 @@ public final class FreezingSource implements MemorySource {
                 try (PageScan scan = PageScan.open(pid, running.whileFrozen(pid), options.policy(), scanner,
                         options.stats())) {
                     runs = RunList.drain(scan);
+                    if (step != null) {
+                        runs = step.afterScan(runs);
+                    }
                 } finally {
                     long scanned = System.nanoTime() - t0;
                     Duration total = frozen.thaw();
@@ -168,7 +206,14 @@ public final class FreezingSource implements MemorySource {
                 PageScan scan = null;
                 try {
                     scan = PageScan.open(pid, running.whileFrozen(pid), options.policy(), scanner, options.stats());
-                    ChunkReader reader = reader(scan, scan, options);
+                    ChunkReader reader;
+                    if (step != null) {
+                        RunList runs = step.afterScan(RunList.drain(scan));
+                        scan.close();
+                        reader = reader(runs.iterator(), null, options);
+                    } else {
+                        reader = reader(scan, scan, options);
+                    }
                     return new ThawingReader(reader, frozen, t0);
                 } catch (RuntimeException | Error e) {
                     if (scan != null) {
@@ -266,6 +311,10 @@ public final class FreezingSource implements MemorySource {
     private ChunkReader reader(Iterator<PlannedRun> runs, PageScan scan,
                                ReadOptions options) {
         try {
+            if (step != null) {
+                return new HoleSkippingReader(runs, it -> new LiveChunkReader(it, pid, options.maxRunsPerRead(),
+                        options.stats()), options.stats());
+            }
             return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats());
         } catch (RuntimeException | Error e) {
             if (scan != null) {

@@ -42,7 +42,8 @@ import java.util.zip.CRC32C;
  *  20     4     pid the dump is of
  *  24     8     dump_uptime of the dump, microseconds (= its inventory.img dump_uptime)
  *  32     4     pagemap count N
- *  36     4     reserved = 0
+ *  36     4     flags: bit 0 = soft-dirty bits cleared ({@code clear_refs 4}) while the target was frozen for
+ *               this dump, after its scan (see {@link #softDirtyCleared()}); other bits 0
  *  then N pagemaps, each:
  *   +0    4     kind: 1 task (pagemap-ID.img), 2 shared anonymous (pagemap-shmem-ID.img)
  *   +4    4     reserved = 0
@@ -67,16 +68,20 @@ public final class PageDigests {
     static final int TABLE_HEADER_BYTES = 32;
 
     private static final int PAGE = PageRun.PAGE_SIZE;
-    private static final PageDigests EMPTY = new PageDigests(0, 0, Map.of());
+    static final int FLAG_SOFT_DIRTY_CLEARED = 1;
+
+    private static final PageDigests EMPTY = new PageDigests(0, 0, Map.of(), false);
 
     private final int pid;
     private final long dumpUptimeMicros;
     private final Map<PagemapId, Table> tables;
+    private final boolean softDirtyCleared;
 
-    private PageDigests(int pid, long dumpUptimeMicros, Map<PagemapId, Table> tables) {
+    private PageDigests(int pid, long dumpUptimeMicros, Map<PagemapId, Table> tables, boolean softDirtyCleared) {
         this.pid = pid;
         this.dumpUptimeMicros = dumpUptimeMicros;
         this.tables = tables;
+        this.softDirtyCleared = softDirtyCleared;
     }
 
     /** No digests: every page compares as changed (a first dump, or no usable parent). */
@@ -100,7 +105,21 @@ public final class PageDigests {
 
     /** The same digests labelled as describing the dump of {@code pid} taken at {@code dumpUptimeMicros}. */
     public PageDigests forDump(int pid, long dumpUptimeMicros) {
-        return new PageDigests(pid, dumpUptimeMicros, tables);
+        return new PageDigests(pid, dumpUptimeMicros, tables, softDirtyCleared);
+    }
+
+    /**
+     * Whether the soft-dirty bits of the target were cleared while it was frozen for the dump these digests
+     * describe (after its scan). Only then does a clear bit in the next iteration mean "unchanged since this
+     * dump"; without it the next iteration must compare digests.
+     */
+    public boolean softDirtyCleared() {
+        return softDirtyCleared;
+    }
+
+    /** The same digests, with {@link #softDirtyCleared()} set as given. */
+    public PageDigests withSoftDirtyCleared(boolean cleared) {
+        return new PageDigests(pid, dumpUptimeMicros, tables, cleared);
     }
 
     /** The pagemaps that have digests, in the order they were first seen. */
@@ -286,7 +305,7 @@ public final class PageDigests {
         public PageDigests build(int pid, long dumpUptimeMicros) {
             Map<PagemapId, Table> built = new LinkedHashMap<>();
             tables.forEach((id, g) -> built.put(id, g.toTable()));
-            return new PageDigests(pid, dumpUptimeMicros, Collections.unmodifiableMap(built));
+            return new PageDigests(pid, dumpUptimeMicros, Collections.unmodifiableMap(built), false);
         }
     }
 
@@ -375,7 +394,7 @@ public final class PageDigests {
                 StandardOpenOption.WRITE)) {
             HashingWriter w = new HashingWriter(ch);
             w.putLong(MAGIC).putInt(VERSION).putInt(PAGE).putInt(ALGORITHM_XXH64).putInt(pid)
-                    .putLong(dumpUptimeMicros).putInt(tables.size()).putInt(0);
+                    .putLong(dumpUptimeMicros).putInt(tables.size()).putInt(softDirtyCleared ? FLAG_SOFT_DIRTY_CLEARED : 0);
             for (Map.Entry<PagemapId, Table> e : tables.entrySet()) {
                 Table t = e.getValue();
                 w.putInt(e.getKey().kind().wireType()).putInt(0).putLong(e.getKey().id())
@@ -436,6 +455,11 @@ public final class PageDigests {
         int pid = b.getInt(20);
         long uptime = b.getLong(24);
         int count = b.getInt(32);
+        int flags = b.getInt(36);
+        if ((flags & ~FLAG_SOFT_DIRTY_CLEARED) != 0) {
+            throw new DigestFileException(file, 36, "flags", String.format("0x%x has unknown bits (written by a newer"
+                    + " version of pageflux?)", flags));
+        }
         int at = HEADER_BYTES;
         Map<PagemapId, Table> tables = new LinkedHashMap<>();
         for (int n = 0; n < count; n++) {
@@ -484,7 +508,7 @@ public final class PageDigests {
         if (at != bytes.length - 8) {
             throw new DigestFileException(file, at, "end", (bytes.length - 8 - at) + " unexpected bytes before the checksum");
         }
-        return new PageDigests(pid, uptime, Collections.unmodifiableMap(tables));
+        return new PageDigests(pid, uptime, Collections.unmodifiableMap(tables), (flags & FLAG_SOFT_DIRTY_CLEARED) != 0);
     }
 
     private static void expect(Path file, ByteBuffer b, int offset, String field, int expected) {
@@ -541,6 +565,7 @@ public final class PageDigests {
     @Override
     public boolean equals(Object o) {
         if (!(o instanceof PageDigests other) || other.pid != pid || other.dumpUptimeMicros != dumpUptimeMicros
+                || other.softDirtyCleared != softDirtyCleared
                 || !other.tables.keySet().equals(tables.keySet())) {
             return false;
         }
@@ -563,6 +588,6 @@ public final class PageDigests {
     @Override
     public String toString() {
         return "PageDigests[pid=" + pid + " dump_uptime=" + dumpUptimeMicros + " pagemaps=" + tables.size()
-                + " pages=" + pages() + " runs=" + runs() + "]";
+                + " pages=" + pages() + " runs=" + runs() + (softDirtyCleared ? " soft-dirty-cleared" : "") + "]";
     }
 }

@@ -129,6 +129,34 @@ class PageDigestsTest {
                 e.getMessage());
     }
 
+    @Test
+    void theSoftDirtyClearedFlagRoundTripsAndUnknownFlagsAreRefused(@TempDir Path dir) throws Exception {
+        PageDigests plain = sample();
+        assertFalse(plain.softDirtyCleared());
+        Path file = plain.write(dir);
+        assertEquals(0, ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN).getInt(36));
+        assertFalse(PageDigests.read(dir).softDirtyCleared());
+
+        PageDigests cleared = plain.withSoftDirtyCleared(true);
+        assertTrue(cleared.softDirtyCleared());
+        assertFalse(cleared.equals(plain));
+        assertTrue(cleared.forDump(1, 2).softDirtyCleared(), "relabelling keeps the flag");
+        cleared.write(dir);
+        byte[] good = Files.readAllBytes(file);
+        assertEquals(1, ByteBuffer.wrap(good).order(ByteOrder.LITTLE_ENDIAN).getInt(36));
+        PageDigests back = PageDigests.read(dir);
+        assertTrue(back.softDirtyCleared());
+        assertEquals(cleared, back);
+        assertEquals(plain.pages(), back.pages());
+
+        byte[] newer = good.clone();
+        newer[36] = 3;
+        Files.write(file, withChecksum(newer));
+        DigestFileException e = assertThrows(DigestFileException.class, () -> PageDigests.read(dir));
+        assertEquals(36, e.offset());
+        assertTrue(e.getMessage().contains("field=flags: 0x3 has unknown bits"), e.getMessage());
+    }
+
     private static byte[] withChecksum(byte[] bytes) {
         CRC32C crc = new CRC32C();
         crc.update(bytes, 0, bytes.length - 8);

@@ -1,0 +1,130 @@
+package io.pageflux.source.incremental;
+
+import io.pageflux.source.PagefluxException;
+import io.pageflux.source.ProcessGoneException;
+import io.pageflux.source.freeze.ProcTask;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Objects;
+import java.util.OptionalLong;
+
+/**
+ * Which dump last cleared the soft-dirty bits of a process. A clear bit means "not written since the last
+ * clear", so it says something about the parent only if the parent's dump made that last clear: a chain that
+ * branches ({@code --parent D1} again after D2 cleared the bits) or a dump that failed after clearing would
+ * otherwise turn pages written in between into wrong holes.
+ *
+ * <p>One small file per process ({@code soft-dirty-PID-STARTTIME}, the start time telling a reused pid apart)
+ * holding either {@code cleared dump_uptime=U} (the dump with that {@code dump_uptime} completed) or
+ * {@code clearing} (a dump cleared the bits and has not completed, or failed). {@link #tracking} writes
+ * {@code clearing} before every clear; {@link #completed} records the dump once its images and digests are
+ * written. Anything else — no file, {@code clearing}, another uptime — makes the next iteration compare page
+ * digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
+ */
+public final class SoftDirtyLedger {
+
+    private final Path dir;
+
+    private SoftDirtyLedger(Path dir) {
+        this.dir = Objects.requireNonNull(dir, "dir");
+    }
+
+    /** A ledger in {@code dir} (created when first written). */
+    public static SoftDirtyLedger at(Path dir) {
+        return new SoftDirtyLedger(dir);
+    }
+
+    /** The ledger shared by every pageflux of this machine: {@code /run/pageflux} (root), else the temp dir. */
+    public static SoftDirtyLedger system() {
+        Path run = Path.of("/run");
+        return Files.isWritable(run) ? at(run.resolve("pageflux"))
+                : at(Path.of(System.getProperty("java.io.tmpdir"), "pageflux-" + System.getProperty("user.name")));
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    /** The {@code dump_uptime} of the completed dump that last cleared the bits of {@code pid}, if known. */
+    public OptionalLong lastClear(int pid) {
+        Path file;
+        try {
+            file = file(pid);
+        } catch (ProcessGoneException e) {
+            return OptionalLong.empty();
+        }
+        try {
+            String text = Files.readString(file, StandardCharsets.US_ASCII).trim();
+            if (text.startsWith("cleared dump_uptime=")) {
+                return OptionalLong.of(Long.parseLong(text.substring("cleared dump_uptime=".length())));
+            }
+            return OptionalLong.empty();
+        } catch (NoSuchFileException e) {
+            return OptionalLong.empty();
+        } catch (IOException | NumberFormatException e) {
+            return OptionalLong.empty(); // unreadable or damaged: unknown, so digests — always correct
+        }
+    }
+
+    /** {@code kernel}, but every clear is first recorded as {@code clearing} (a dump in progress). */
+    public SoftDirty.Kernel tracking(SoftDirty.Kernel kernel) {
+        Objects.requireNonNull(kernel, "kernel");
+        return new SoftDirty.Kernel() {
+            @Override
+            public boolean supported() {
+                return kernel.supported();
+            }
+
+            @Override
+            public SoftDirty.Entries open(int pid) {
+                return kernel.open(pid);
+            }
+
+            @Override
+            public void clear(int pid) {
+                write(pid, "clearing");
+                kernel.clear(pid);
+            }
+        };
+    }
+
+    /** The dump of {@code pid} with {@code dumpUptimeMicros} cleared the bits and is complete. */
+    public void completed(int pid, long dumpUptimeMicros) {
+        write(pid, "cleared dump_uptime=" + dumpUptimeMicros);
+    }
+
+    private Path file(int pid) {
+        ProcTask.Stat stat = ProcTask.stat(pid);
+        if (stat == null || stat.exited()) {
+            throw new ProcessGoneException(pid, "reason=exited file=/proc/" + pid + "/stat: the target is gone");
+        }
+        return dir.resolve("soft-dirty-" + pid + "-" + stat.startMicros());
+    }
+
+    private void write(int pid, String line) {
+        Path file = file(pid);
+        try {
+            Files.createDirectories(dir);
+            Path tmp = dir.resolve("." + file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+            Files.writeString(tmp, line + "\n", StandardCharsets.US_ASCII);
+            try {
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
+            }
+        } catch (IOException e) {
+            throw new PagefluxException("cannot record the soft-dirty clear of pid=" + pid + ": file=" + file + ": "
+                    + e.getMessage() + " (make the directory writable, or use --change-detection digest)", e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "SoftDirtyLedger[" + dir + "]";
+    }
+}
