@@ -16,7 +16,9 @@ import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.ChangeDetection;
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -77,8 +79,12 @@ final class PreDumpCommand implements Callable<Integer> {
     }
 
     @Option(names = "--parent", paramLabel = "DIR", description = "An earlier dump of this process: unchanged pages "
-            + "become holes against it.")
+            + "become holes against it. With --to tcp:// also the --state DIR of an earlier pre-dump to the server.")
     Path parentDir;
+
+    @Option(names = "--state", paramLabel = "DIR", description = "With --to tcp://: keep this pre-dump's page digests "
+            + "in DIR (created), so that the next pre-dump can name DIR as its --parent.")
+    Path stateDir;
 
     @Option(names = "--mode", paramLabel = "pre-dump|dump", defaultValue = "pre-dump",
             description = "Frozen for the scan only (pre-dump, default) or until the images are written (dump).")
@@ -137,11 +143,18 @@ final class PreDumpCommand implements Callable<Integer> {
         PageSink sink;
         if (output.out != null || output.to.startsWith("dir:")) {
             dir = output.out != null ? output.out : Destination.parse(output.to).dir();
+            if (stateDir != null) {
+                throw CliException.badInput("--state " + stateDir + " is for --to tcp:// only: a local dump keeps its"
+                        + " digests in its own directory " + dir);
+            }
             OutputDirs.checkWritable(dir, force);
             sink = PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(force));
         } else if (output.to.startsWith("tcp:")) {
             if (verify) {
                 throw CliException.badInput("--verify needs local images (--out DIR)");
+            }
+            if (stateDir != null) {
+                OutputDirs.checkWritable(stateDir, force);
             }
             try {
                 sink = PageServerSinks.connect(output.to).askParent(parentDir != null);
@@ -155,7 +168,9 @@ final class PreDumpCommand implements Callable<Integer> {
         Freezer f = FreezeOptions.freezer(freezer, pid);
         ParentDump parentDump;
         try {
-            parentDump = parentDir == null ? null : ParentDump.open(parentDir, pid);
+            boolean stateOnly = parentDir != null && dir == null && !Files.exists(parentDir.resolve("inventory.img"));
+            parentDump = parentDir == null ? null
+                    : stateOnly ? ParentDump.fromState(parentDir, pid) : ParentDump.open(parentDir, pid);
         } catch (RuntimeException e) {
             throw FreezeOptions.classify("pre-dump of pid=" + pid, e, false);
         }
@@ -170,6 +185,13 @@ final class PreDumpCommand implements Callable<Integer> {
                 .changeDetection(detection);
         if (dir != null) {
             dump = dump.digestsDir(dir);
+        } else if (stateDir != null) {
+            try {
+                Files.createDirectories(stateDir);
+            } catch (IOException e) {
+                throw CliException.badInput("--state " + stateDir + ": cannot create it: " + e.getMessage(), e);
+            }
+            dump = dump.digestsDir(stateDir);
         }
         ProgressBar bar = null;
         if (parent.env.progressTerminal()) {

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.sink.criu.ImageDirectoryWriter;
+import io.pageflux.sink.pageserver.PageServer;
+import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import io.pageflux.source.sample.SampleProcess;
@@ -13,13 +15,17 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** {@code page-server --chain} with {@code migrate --to tcp://}, and the leftovers report, from the command line. */
+/**
+ * {@code page-server --chain} with {@code migrate --to tcp://} and with a chain of separate {@code pre-dump --to
+ * tcp://} commands, and the leftovers report, from the command line.
+ */
 class PageServerCliTest {
 
     @TempDir
@@ -70,6 +76,78 @@ class PageServerCliTest {
             assertTrue(last.parentPages() > 0, "the final dump's unchanged pages are holes into the pre-dump");
         } finally {
             server.cancel(true);
+        }
+    }
+
+    /**
+     * Two separate pre-dump commands to a chaining server: the first keeps its digests in a local --state
+     * directory, the second names it as --parent, so only the rewritten pages travel and the server links
+     * the second session to the first; the chain then equals the target, byte for byte.
+     */
+    @Test
+    void separatePreDumpsOverTcpChainThroughALocalStateDirectory() throws Exception {
+        Path received = Files.createDirectory(tmp.resolve("received"));
+        Path state1 = tmp.resolve("state-1");
+        Path state2 = tmp.resolve("state-2");
+        try (SampleProcess target = SampleProcess.start(4, false);
+             PageServer server = PageServer.builder().directory(received).port(0).chain(true).start()) {
+            List<SessionEvent.Completed> sessions = new CopyOnWriteArrayList<>();
+            server.events().ofType(SessionEvent.Completed.class).subscribe(sessions::add);
+            String pid = Integer.toString(target.pid());
+            String uri = "tcp://127.0.0.1:" + server.boundPort();
+
+            Cli.Result first = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--state", state1.toString());
+            assertEquals(0, first.exit(), first.toString());
+            assertTrue(Files.isRegularFile(state1.resolve("pageflux-digests.bin")), "the digests stay local");
+            try (Stream<Path> files = Files.list(state1)) {
+                assertEquals(List.of("pageflux-digests.bin"), files.map(f -> f.getFileName().toString()).toList(),
+                        "no images in the state directory: they went to the server");
+            }
+            long rewritten = target.rewrite();
+
+            Cli.Result second = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--parent", state1.toString(),
+                    "--state", state2.toString());
+            assertEquals(0, second.exit(), second.toString());
+            for (int i = 0; i < 200 && sessions.size() < 2; i++) {
+                Thread.sleep(25); // the event may trail the CLOSE answer the client returned on
+            }
+            assertEquals(2, sessions.size(), sessions.toString());
+            Path dir1 = sessions.get(0).directory().orElseThrow();
+            Path dir2 = sessions.get(1).directory().orElseThrow();
+            ImageDirectory images = ImageDirectory.open(dir2).verify();
+            assertEquals(Path.of("..", dir1.getFileName().toString()), images.parentLink().orElseThrow());
+            assertTrue(images.presentPages() >= rewritten, images.presentPages() + " pages sent, " + rewritten
+                    + " rewritten");
+            assertTrue(images.presentPages() < ImageDirectory.open(dir1).presentPages() / 2,
+                    "the second pre-dump sends the changes only: " + images.presentPages());
+            assertTrue(images.parentPages() > 0, "unchanged pages are holes into the first session");
+
+            // the target is idle now: the server's chain equals its memory
+            Cli.Result verified = Cli.run("verify", dir2.toString(), "--pid", pid);
+            assertEquals(0, verified.exit(), verified.toString());
+        }
+    }
+
+    @Test
+    void aStateDirectoryIsNoParentForLocalImagesAndNoOptionForThem() throws Exception {
+        try (SampleProcess target = SampleProcess.start()) {
+            String pid = Integer.toString(target.pid());
+            Path state = tmp.resolve("state");
+            Cli.Result onlyTcp = Cli.run("pre-dump", "--pid", pid, "--out", tmp.resolve("d").toString(), "--state",
+                    state.toString());
+            assertEquals(2, onlyTcp.exit(), onlyTcp.toString());
+            assertTrue(onlyTcp.err().contains("--state " + state + " is for --to tcp:// only"), onlyTcp.err());
+
+            Files.createDirectories(state);
+            Cli.Result made = Cli.run("pre-dump", "--pid", pid, "--out", tmp.resolve("d0").toString());
+            assertEquals(0, made.exit(), made.toString());
+            Files.copy(tmp.resolve("d0").resolve("pageflux-digests.bin"), state.resolve("pageflux-digests.bin"));
+            Cli.Result local = Cli.run("pre-dump", "--pid", pid, "--out", tmp.resolve("d1").toString(), "--parent",
+                    state.toString());
+            assertEquals(2, local.exit(), local.toString());
+            assertTrue(local.err().contains("holds only the page digests of a pre-dump sent to a page server"),
+                    local.err());
+            assertTrue(target.isAlive());
         }
     }
 }

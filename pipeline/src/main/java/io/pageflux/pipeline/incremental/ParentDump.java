@@ -55,6 +55,11 @@ public record ParentDump(Path dir, long dumpUptime, PageDigests digests, Optiona
             throw new ParentDumpException(dir, "parent=" + dir + " is not a directory: name the directory of an earlier"
                     + " dump of pid=" + pid);
         }
+        if (!Files.exists(dir.resolve("inventory.img")) && Files.exists(dir.resolve(PageDigests.FILE_NAME))) {
+            throw new ParentDumpException(dir, "parent=" + dir + " holds only the page digests of a pre-dump sent to a"
+                    + " page server (pre-dump --state), no images: local images cannot link to it; use it as --parent"
+                    + " of a pre-dump --to tcp://HOST:PORT, or name a directory of images");
+        }
         ImageDirectory images;
         try {
             images = ImageDirectory.open(dir);
@@ -117,6 +122,32 @@ public record ParentDump(Path dir, long dumpUptime, PageDigests digests, Optiona
                     Optional.of("the pid was reused: " + reuse.describe() + "; every page is written"));
         }
         return new ParentDump(null, digests.dumpUptimeMicros(), digests, Optional.empty());
+    }
+
+    /**
+     * A parent known by the digests file a pre-dump to a page server left in a local state directory
+     * ({@code pre-dump --to tcp://... --state DIR}): the images are on the server, which must link the new
+     * session to that dump (a chaining page server does). Checks that the digests are of {@code pid},
+     * then the pid-reuse check of {@link #inMemory}.
+     *
+     * @throws ParentDumpException the directory or its digests file is missing, damaged, or of another pid
+     */
+    public static ParentDump fromState(Path dir, int pid) {
+        PageDigests digests;
+        try {
+            digests = PageDigests.read(dir);
+        } catch (NoSuchFileException e) {
+            throw new ParentDumpException(dir, "parent=" + dir + " has no " + PageDigests.FILE_NAME + ": name the --state"
+                    + " directory of an earlier pre-dump --to tcp:// of pid=" + pid + ", or a directory of images", e);
+        } catch (IOException e) {
+            throw new ParentDumpException(dir, "parent=" + dir + " has no readable " + PageDigests.FILE_NAME + ": "
+                    + e.getMessage(), e);
+        }
+        if (digests.pid() != pid) {
+            throw new ParentDumpException(dir, "parent=" + dir + " is the state of a pre-dump of pid=" + digests.pid()
+                    + ", not of pid=" + pid + ": pick a parent dumped from this process, or dump without --parent");
+        }
+        return inMemory(pid, digests);
     }
 
     /** Whether unchanged pages may become holes against this parent. */
