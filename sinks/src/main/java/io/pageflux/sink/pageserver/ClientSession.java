@@ -46,6 +46,8 @@ final class ClientSession {
 
     /** Longer runs are split; well below any server's sensible per-header cap. */
     static final long MAX_PAGES_PER_HEADER = 1L << 16;
+    /** How long a finished dump waits for the server to close its side (see awaitServerEnd). */
+    private static final Duration MAX_END_WAIT = Duration.ofSeconds(10);
 
     private final Connection connection;
     private final Channel channel;
@@ -67,6 +69,8 @@ final class ClientSession {
     private volatile boolean terminated;
     private PagemapId current;
     private String lastCommand = "none";
+    /** The last ADD_F header sent; described only when an error names it (not once per header). */
+    private PageServerHeader lastAdd;
     private long bytesSent;
     private long pagesSent;
     private long entries;
@@ -188,7 +192,7 @@ final class ClientSession {
             long n = Math.min(MAX_PAGES_PER_HEADER, run.pages() - done);
             long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
             PageServerHeader header = PageServerHeader.addF(run.pagemap(), vaddr, n, run.flags());
-            lastCommand = header.toString();
+            lastAdd = header;
             if (socket != null) {
                 ByteBuffer h = ByteBuffer.allocate(PageServerWire.HEADER_BYTES);
                 PageServerWire.encode(header, h.duplicate());
@@ -278,7 +282,27 @@ final class ClientSession {
                     }
                     replies.check();
                 })
-                .then();
+                .then(Mono.defer(this::awaitServerEnd));
+    }
+
+    /**
+     * Blocking mode: half-closes and waits (at most the reply timeout) until the server has closed
+     * its side too. pageflux's server publishes the session directory when the client hangs up,
+     * then closes; waiting for that makes the directory visible when the dump returns, so the next
+     * dump of a migration finds it as its parent. CLOSE's 0 already meant durable: no error here,
+     * and no long wait for a server that keeps the connection open.
+     */
+    private Mono<Void> awaitServerEnd() {
+        if (socket == null) {
+            return Mono.empty();
+        }
+        try {
+            socket.shutdownOutput();
+        } catch (IOException e) {
+            return Mono.empty();
+        }
+        Duration wait = replyTimeout.compareTo(MAX_END_WAIT) < 0 ? replyTimeout : MAX_END_WAIT;
+        return replies.ended().timeout(wait).onErrorResume(e -> Mono.empty());
     }
 
     /** Sends {@code header} and waits for its {@code replyBytes}-byte answer (little-endian view). */
@@ -287,6 +311,7 @@ final class ClientSession {
             String command = PageServerWire.opName(header.cmd()) + (header.dstId() != 0
                     ? " pagemap=" + PageServerWire.pagemapOf(header.dstId()) : "");
             lastCommand = command;
+            lastAdd = null;
             Mono<ByteBuffer> reply = replies.expect(replyBytes, command);
             Mono<Void> written;
             if (socket != null) {
@@ -332,7 +357,7 @@ final class ClientSession {
         } catch (PageServerException known) {
             return known;
         }
-        return new PageServerException("page server connection lost: server=" + server + " command=" + lastCommand
+        return new PageServerException("page server connection lost: server=" + server + " command=" + (lastAdd != null ? lastAdd.toString() : lastCommand)
                 + " bytes_sent=" + bytesSent + " cause=" + cause + "; the server keeps nothing complete from this"
                 + " session (it commits only after CLOSE): check the network and the server's log, then retry", cause);
     }

@@ -9,6 +9,7 @@ import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.MonoSink;
+import reactor.core.publisher.Sinks;
 
 /**
  * The client's view of what the server sends back: tiny replies (1 or 4 bytes), only ever one
@@ -26,6 +27,8 @@ final class ReplyReader {
     private PageServerException failure;
     private Disposable subscription;
     private volatile boolean stopped;
+    /** Completes when the server closed its side (or the connection failed). */
+    private final Sinks.Empty<Void> ended = Sinks.empty();
 
     ReplyReader(String server) {
         this.server = server;
@@ -128,13 +131,20 @@ final class ReplyReader {
         }
     }
 
+    /** Completes once the server has closed the connection (EOF) or it failed. */
+    Mono<Void> ended() {
+        return ended.asMono();
+    }
+
     private synchronized void onError(Throwable t) {
+        ended.tryEmitEmpty();
         fail(new PageServerException("page server connection failed: server=" + server + " while="
                 + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
                 + "; the server keeps nothing from this session: check the server's log and retry", t));
     }
 
     private synchronized void onEof() {
+        ended.tryEmitEmpty();
         fail(new PageServerException("page server closed the connection: server=" + server + " while="
                 + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
                 + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
