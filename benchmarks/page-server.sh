@@ -13,7 +13,8 @@
 # The server's DIR, socat's source and target are all under --base (default /dev/shm, a tmpfs, so
 # that the disk does not decide the result; use a disk path to include it). Run it alone:
 #   flock -x /tmp/pf.lock benchmarks/page-server.sh
-# Profile with PAGEFLUX_JAVA_OPTS='-XX:StartFlightRecording=filename=/tmp/x.jfr' (client and server).
+# Profile with PAGEFLUX_JAVA_OPTS='-XX:StartFlightRecording=filename=/tmp/x.jfr' (client and server);
+# PAGEFLUX_CLIENT_JAVA_OPTS adds JVM options to the dumping clients only (e.g. JIT settings).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -79,7 +80,7 @@ null_rates=() tcp_rates=() socat_rates=() bytes=0
 for _ in $(seq 1 "$runs"); do
   read -r r _ < <("$root/pageflux" dump --pid "$target_pid" --to null --budget "$budget" --json --no-progress | mibps)
   null_rates+=("$r")
-  read -r r bytes < <("$root/pageflux" dump --pid "$target_pid" --to "tcp://127.0.0.1:$port" --budget "$budget" \
+  read -r r bytes < <(PAGEFLUX_JAVA_OPTS="${PAGEFLUX_JAVA_OPTS:-} ${PAGEFLUX_CLIENT_JAVA_OPTS:-}" "$root/pageflux" dump --pid "$target_pid" --to "tcp://127.0.0.1:$port" --budget "$budget" \
       --json --no-progress | mibps)
   tcp_rates+=("$r")
   # wait until the server published the session, then drop it (the next run starts from an empty DIR)

@@ -697,44 +697,48 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         }
 
         private void validate(long vaddr, long nrPages, int flags, ByteBuffer bytes) {
-            String run = String.format("pagemap=%s vaddr=0x%x pages=%d flags=%s", id, vaddr, nrPages,
-                    PageFlags.describe(flags));
             if (nrPages <= 0) {
-                throw new IllegalArgumentException("a run has at least one page: " + run);
+                throw new IllegalArgumentException("a run has at least one page: " + describeRun(vaddr, nrPages, flags));
             }
             if (vaddr % PAGE != 0) {
-                throw new IllegalArgumentException("vaddr is not page aligned: " + run);
+                throw new IllegalArgumentException("vaddr is not page aligned: " + describeRun(vaddr, nrPages, flags));
             }
             long maxPages = vaddr == 0 ? (1L << 52) : Long.divideUnsigned(-vaddr, PAGE);
             if (Long.compareUnsigned(nrPages, maxPages) > 0) {
-                throw new IllegalArgumentException("run goes past the end of the address space: " + run);
+                throw new IllegalArgumentException("run goes past the end of the address space: " + describeRun(vaddr, nrPages, flags));
             }
             if ((flags & ~KNOWN_FLAGS) != 0 || (flags & KNOWN_FLAGS) == 0) {
                 throw new IllegalArgumentException("flags must be a combination of PE_PARENT, PE_LAZY, PE_PRESENT: "
-                        + run);
+                        + describeRun(vaddr, nrPages, flags));
             }
             boolean present = PageFlags.has(flags, PageFlags.PE_PRESENT);
             if (present && PageFlags.has(flags, PageFlags.PE_PARENT)) {
-                throw new IllegalArgumentException("PE_PRESENT and PE_PARENT exclude each other: " + run);
+                throw new IllegalArgumentException("PE_PRESENT and PE_PARENT exclude each other: " + describeRun(vaddr, nrPages, flags));
             }
             if (external != null) {
                 if (bytes != null) {
                     throw new IllegalArgumentException("page data goes to " + external.file().getFileName()
-                            + ", written by the caller (Options.withPagesFiles): add runs without bytes: " + run);
+                            + ", written by the caller (Options.withPagesFiles): add runs without bytes: " + describeRun(vaddr, nrPages, flags));
                 }
             } else if (present != (bytes != null)) {
                 throw new IllegalArgumentException((present ? "PE_PRESENT needs the pages' bytes" :
-                        "only PE_PRESENT runs carry bytes") + ": " + run);
+                        "only PE_PRESENT runs carry bytes") + ": " + describeRun(vaddr, nrPages, flags));
             }
             if (present && bytes != null && bytes.remaining() != nrPages * PAGE) {
                 throw new IllegalArgumentException("bytes=" + bytes.remaining() + " but the run needs "
-                        + nrPages * PAGE + ": " + run);
+                        + nrPages * PAGE + ": " + describeRun(vaddr, nrPages, flags));
             }
             if (hasAny && Long.compareUnsigned(vaddr, lastByte) <= 0) {
                 throw new IllegalArgumentException(String.format("run out of order: %s starts at or before the end "
                         + "of the previous run (last byte 0x%x); runs of one pagemap must come in ascending "
-                        + "address order without overlap", run, lastByte));
+                        + "address order without overlap", describeRun(vaddr, nrPages, flags), lastByte));
             }
+        }
+
+        /** Only built when a run is refused: add() is called for every socket read of a page server. */
+        private String describeRun(long vaddr, long nrPages, int flags) {
+            return String.format("pagemap=%s vaddr=0x%x pages=%d flags=%s", id, vaddr, nrPages,
+                    PageFlags.describe(flags));
         }
 
         private void emitPending() {

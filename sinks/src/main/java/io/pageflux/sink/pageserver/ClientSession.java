@@ -11,8 +11,11 @@ import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
+import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -30,14 +33,28 @@ import reactor.netty.Connection;
  * released when Netty has written its last byte. The next chunk is requested only when the
  * previous chunk's writes completed, so a slow network holds back the reader instead of growing a
  * queue: at most two chunks (one being written, one prefetched) are ever held here.
+ *
+ * <p>Plain TCP (no TLS) uses a blocking {@link SocketChannel} instead of Netty: a chunk's
+ * headers and page bytes go out in one gathering write from the thread that delivered the chunk
+ * (the reader's), and the chunk is released when that write returns. The write blocking is the
+ * backpressure (no further chunk is requested meanwhile), and it saves the hand-off of every
+ * chunk to an event loop thread: on loopback with 2 cores that hand-off, not the copying, was
+ * what kept the client from a plain socket copy's rate (see the README's page-server section).
+ * Replies are read by {@link ReplyReader#start(SocketChannel)}.
  */
 final class ClientSession {
 
     /** Longer runs are split; well below any server's sensible per-header cap. */
     static final long MAX_PAGES_PER_HEADER = 1L << 16;
+    /** How long a finished dump waits for the server to close its side (see awaitServerEnd). */
+    private static final Duration MAX_END_WAIT = Duration.ofSeconds(10);
 
     private final Connection connection;
     private final Channel channel;
+    /** Set instead of {@link #connection}/{@link #channel} for plain TCP: written with blocking writes. */
+    private final SocketChannel socket;
+    /** Blocking mode: the headers and page slices of the chunk being sent, written in one go. */
+    private final List<ByteBuffer> gather = new ArrayList<>();
     private final String server;
     private final ReplyReader replies;
     private final boolean askParent;
@@ -52,6 +69,8 @@ final class ClientSession {
     private volatile boolean terminated;
     private PagemapId current;
     private String lastCommand = "none";
+    /** The last ADD_F header sent; described only when an error names it (not once per header). */
+    private PageServerHeader lastAdd;
     private long bytesSent;
     private long pagesSent;
     private long entries;
@@ -60,6 +79,19 @@ final class ClientSession {
                   DumpContext context) {
         this.connection = connection;
         this.channel = connection.channel();
+        this.socket = null;
+        this.server = server;
+        this.askParent = askParent;
+        this.replyTimeout = replyTimeout;
+        this.context = context;
+        this.replies = new ReplyReader(server);
+    }
+
+    ClientSession(SocketChannel socket, String server, boolean askParent, Duration replyTimeout,
+                  DumpContext context) {
+        this.connection = null;
+        this.channel = null;
+        this.socket = socket;
         this.server = server;
         this.askParent = askParent;
         this.replyTimeout = replyTimeout;
@@ -68,7 +100,11 @@ final class ClientSession {
     }
 
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
-        replies.start(connection.inbound().receive());
+        if (socket != null) {
+            replies.start(socket);
+        } else {
+            replies.start(connection.inbound().receive());
+        }
         // PARENT for the task first, before any shared-memory pagemap: a chaining server picks the
         // session's parent by the first task it is asked about (a shmem id names no process)
         Mono<Void> taskParent = askParent ? askParentOf(PagemapId.task(context.pid())) : Mono.empty();
@@ -136,7 +172,11 @@ final class ClientSession {
             offset += run.bytes();
             index++;
         }
-        channel.flush();
+        if (socket != null) {
+            writeGathered();
+        } else {
+            channel.flush();
+        }
         return Mono.empty();
     }
 
@@ -152,19 +192,49 @@ final class ClientSession {
             long n = Math.min(MAX_PAGES_PER_HEADER, run.pages() - done);
             long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
             PageServerHeader header = PageServerHeader.addF(run.pagemap(), vaddr, n, run.flags());
-            lastCommand = header.toString();
-            writes.last = channel.write(headerBuf(header));
+            lastAdd = header;
+            if (socket != null) {
+                ByteBuffer h = ByteBuffer.allocate(PageServerWire.HEADER_BYTES);
+                PageServerWire.encode(header, h.duplicate());
+                gather.add(h);
+            } else {
+                writes.last = channel.write(headerBuf(header));
+            }
             bytesSent += PageServerWire.HEADER_BYTES;
             entries++;
             if (present) {
                 int from = (int) (offset + done * PageRun.PAGE_SIZE);
                 int len = (int) (n * PageRun.PAGE_SIZE);
                 ByteBuffer slice = writes.data.duplicate().position(from).limit(from + len).slice();
-                writes.last = channel.write(Unpooled.wrappedBuffer(slice));
+                if (socket != null) {
+                    gather.add(slice);
+                } else {
+                    writes.last = channel.write(Unpooled.wrappedBuffer(slice));
+                }
                 bytesSent += len;
                 pagesSent += n;
             }
             done += n;
+        }
+    }
+
+    /** Blocking mode: writes what {@link #writeRun} gathered; returns when the socket took all of it. */
+    private void writeGathered() {
+        if (gather.isEmpty()) {
+            return;
+        }
+        ByteBuffer[] parts = gather.toArray(new ByteBuffer[0]);
+        gather.clear();
+        try {
+            int first = 0;
+            while (first < parts.length) {
+                socket.write(parts, first, parts.length - first);
+                while (first < parts.length && !parts[first].hasRemaining()) {
+                    first++;
+                }
+            }
+        } catch (IOException e) {
+            throw lost(e);
         }
     }
 
@@ -212,7 +282,27 @@ final class ClientSession {
                     }
                     replies.check();
                 })
-                .then();
+                .then(Mono.defer(this::awaitServerEnd));
+    }
+
+    /**
+     * Blocking mode: half-closes and waits (at most the reply timeout) until the server has closed
+     * its side too. pageflux's server publishes the session directory when the client hangs up,
+     * then closes; waiting for that makes the directory visible when the dump returns, so the next
+     * dump of a migration finds it as its parent. CLOSE's 0 already meant durable: no error here,
+     * and no long wait for a server that keeps the connection open.
+     */
+    private Mono<Void> awaitServerEnd() {
+        if (socket == null) {
+            return Mono.empty();
+        }
+        try {
+            socket.shutdownOutput();
+        } catch (IOException e) {
+            return Mono.empty();
+        }
+        Duration wait = replyTimeout.compareTo(MAX_END_WAIT) < 0 ? replyTimeout : MAX_END_WAIT;
+        return replies.ended().timeout(wait).onErrorResume(e -> Mono.empty());
     }
 
     /** Sends {@code header} and waits for its {@code replyBytes}-byte answer (little-endian view). */
@@ -221,22 +311,37 @@ final class ClientSession {
             String command = PageServerWire.opName(header.cmd()) + (header.dstId() != 0
                     ? " pagemap=" + PageServerWire.pagemapOf(header.dstId()) : "");
             lastCommand = command;
+            lastAdd = null;
             Mono<ByteBuffer> reply = replies.expect(replyBytes, command);
-            ChannelFuture sent = channel.writeAndFlush(headerBuf(header));
+            Mono<Void> written;
+            if (socket != null) {
+                written = Mono.fromRunnable(() -> {
+                    ByteBuffer h = ByteBuffer.allocate(PageServerWire.HEADER_BYTES);
+                    PageServerWire.encode(header, h.duplicate());
+                    gather.add(h);
+                    writeGathered();
+                });
+            } else {
+                written = sent(channel.writeAndFlush(headerBuf(header)));
+            }
             bytesSent += PageServerWire.HEADER_BYTES;
-            return Mono.<Void>create(sink -> sent.addListener(f -> {
-                        if (f.isSuccess()) {
-                            sink.success();
-                        } else {
-                            sink.error(lost(f.cause()));
-                        }
-                    }))
+            return written
                     .then(reply)
                     .timeout(replyTimeout)
                     .onErrorMap(TimeoutException.class, e -> new PageServerException("page server did not answer: server="
                             + server + " command=" + command + " timeout=" + replyTimeout + "; is it a CRIU page server,"
                             + " and is it overloaded? check host and port and the server's log", e));
         });
+    }
+
+    private Mono<Void> sent(ChannelFuture future) {
+        return Mono.create(sink -> future.addListener(f -> {
+            if (f.isSuccess()) {
+                sink.success();
+            } else {
+                sink.error(lost(f.cause()));
+            }
+        }));
     }
 
     private ByteBuf headerBuf(PageServerHeader header) {
@@ -252,7 +357,7 @@ final class ClientSession {
         } catch (PageServerException known) {
             return known;
         }
-        return new PageServerException("page server connection lost: server=" + server + " command=" + lastCommand
+        return new PageServerException("page server connection lost: server=" + server + " command=" + (lastAdd != null ? lastAdd.toString() : lastCommand)
                 + " bytes_sent=" + bytesSent + " cause=" + cause + "; the server keeps nothing complete from this"
                 + " session (it commits only after CLOSE): check the network and the server's log, then retry", cause);
     }

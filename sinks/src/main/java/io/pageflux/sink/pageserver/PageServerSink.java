@@ -6,6 +6,9 @@ import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.PageSink;
 import io.pageflux.sink.SinkResult;
 import io.pageflux.source.PageChunk;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLParameters;
@@ -13,6 +16,7 @@ import java.util.Objects;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
+import reactor.core.scheduler.Schedulers;
 import reactor.netty.tcp.TcpClient;
 
 /**
@@ -105,11 +109,55 @@ public final class PageServerSink implements PageSink {
     @Override
     public Mono<SinkResult> write(DumpContext context, Flux<PageChunk> chunks) {
         boolean ask = askParent != null ? askParent : context.preDump() || context.parent().isPresent();
+        if (ssl == null) {
+            // plain TCP: blocking writes from the reader's thread (see ClientSession for why)
+            return Mono.usingWhen(connectBlocking(),
+                    socket -> new ClientSession(socket, describeServer(), ask, replyTimeout, context).run(chunks),
+                    PageServerSink::closeQuietly,
+                    (socket, error) -> closeQuietly(socket),
+                    PageServerSink::closeQuietly);
+        }
         return Mono.usingWhen(connect(),
                 connection -> new ClientSession(connection, describeServer(), ask, replyTimeout, context).run(chunks),
                 connection -> Mono.fromRunnable(connection::dispose).then(connection.onDispose()),
                 (connection, error) -> Mono.fromRunnable(connection::dispose),
                 connection -> Mono.fromRunnable(connection::dispose));
+    }
+
+    private Mono<SocketChannel> connectBlocking() {
+        return Mono.fromCallable(() -> {
+                    SocketChannel socket = SocketChannel.open();
+                    try {
+                        socket.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+                        socket.socket().connect(new InetSocketAddress(host, port),
+                                (int) Math.min(Integer.MAX_VALUE, connectTimeout.toMillis()));
+                        return socket;
+                    } catch (IOException | RuntimeException e) {
+                        socket.close();
+                        throw e;
+                    }
+                })
+                .subscribeOn(Schedulers.boundedElastic())
+                .onErrorMap(e -> !(e instanceof PageServerException), this::cannotConnect);
+    }
+
+    /** Closing the socket also ends a write blocked in it (cancel) and the reply reader's read. */
+    private static Mono<Void> closeQuietly(SocketChannel socket) {
+        return Mono.fromRunnable(() -> {
+            try {
+                socket.close();
+            } catch (IOException ignored) {
+                // nothing to do: the connection is gone either way
+            }
+        });
+    }
+
+    private PageServerException cannotConnect(Throwable e) {
+        return new PageServerException(
+                "cannot connect to page server: server=" + describeServer() + " command=connect"
+                        + (ssl != null ? " tls=on" : "") + " cause=" + e + "; is `pageflux page-server` (or `criu"
+                        + " page-server`) listening on " + describeServer() + "? check host, port"
+                        + (ssl != null ? " and the certificates (the server's must name " + host + ")" : ""), e);
     }
 
     private Mono<? extends Connection> connect() {
@@ -126,11 +174,7 @@ public final class PageServerSink implements PageSink {
                 engine.setSSLParameters(params);
             }));
         }
-        return client.connect().onErrorMap(e -> !(e instanceof PageServerException), e -> new PageServerException(
-                "cannot connect to page server: server=" + describeServer() + " command=connect"
-                        + (ssl != null ? " tls=on" : "") + " cause=" + e + "; is `pageflux page-server` (or `criu"
-                        + " page-server`) listening on " + describeServer() + "? check host, port"
-                        + (ssl != null ? " and the certificates (the server's must name " + host + ")" : ""), e));
+        return client.connect().onErrorMap(e -> !(e instanceof PageServerException), this::cannotConnect);
     }
 
     private String describeServer() {

@@ -1,12 +1,15 @@
 package io.pageflux.sink.pageserver;
 
 import io.netty.buffer.ByteBuf;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.SocketChannel;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.MonoSink;
+import reactor.core.publisher.Sinks;
 
 /**
  * The client's view of what the server sends back: tiny replies (1 or 4 bytes), only ever one
@@ -23,6 +26,9 @@ final class ReplyReader {
     private MonoSink<ByteBuffer> waiter;
     private PageServerException failure;
     private Disposable subscription;
+    private volatile boolean stopped;
+    /** Completes when the server closed its side (or the connection failed). */
+    private final Sinks.Empty<Void> ended = Sinks.empty();
 
     ReplyReader(String server) {
         this.server = server;
@@ -33,7 +39,36 @@ final class ReplyReader {
         subscription = inbound.subscribe(this::onBytes, this::onError, this::onEof);
     }
 
+    /**
+     * Starts consuming the replies of a blocking socket on a thread of its own, which is idle
+     * except for the few replies and ends when the socket is closed. Reads and the session's
+     * writes may block concurrently: a socket channel locks its two directions separately.
+     */
+    void start(SocketChannel socket) {
+        Thread thread = new Thread(() -> {
+            ByteBuffer in = ByteBuffer.allocate(pending.length + 1);
+            try {
+                while (!stopped) {
+                    in.clear();
+                    int n = socket.read(in);
+                    if (n < 0) {
+                        onEof();
+                        return;
+                    }
+                    onBytes(in.array(), n);
+                }
+            } catch (IOException e) {
+                if (!stopped) {
+                    onError(e);
+                }
+            }
+        }, "pageflux-page-server-replies");
+        thread.setDaemon(true);
+        thread.start();
+    }
+
     void stop() {
+        stopped = true;
         if (subscription != null) {
             subscription.dispose();
         }
@@ -65,14 +100,21 @@ final class ReplyReader {
         }
     }
 
-    private synchronized void onBytes(ByteBuf buf) {
+    private void onBytes(ByteBuf buf) {
         int n = buf.readableBytes();
+        byte[] bytes = new byte[Math.min(n, pending.length + 1)];
+        buf.readBytes(bytes);
+        onBytes(bytes, n);
+    }
+
+    /** {@code n} bytes from the server; only the first {@code bytes.length} are kept (more is an error anyway). */
+    private synchronized void onBytes(byte[] bytes, int n) {
         // a reply may arrive before expect() is subscribed: keep it; more than any reply is an error
         if (have + n > pending.length || (waiter != null && have + n > expected)) {
             fail(unexpected(have + n - (waiter != null ? expected : 0)));
             return;
         }
-        buf.readBytes(pending, have, n);
+        System.arraycopy(bytes, 0, pending, have, n);
         have += n;
         deliver();
     }
@@ -89,13 +131,20 @@ final class ReplyReader {
         }
     }
 
+    /** Completes once the server has closed the connection (EOF) or it failed. */
+    Mono<Void> ended() {
+        return ended.asMono();
+    }
+
     private synchronized void onError(Throwable t) {
+        ended.tryEmitEmpty();
         fail(new PageServerException("page server connection failed: server=" + server + " while="
                 + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
                 + "; the server keeps nothing from this session: check the server's log and retry", t));
     }
 
     private synchronized void onEof() {
+        ended.tryEmitEmpty();
         fail(new PageServerException("page server closed the connection: server=" + server + " while="
                 + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
                 + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
