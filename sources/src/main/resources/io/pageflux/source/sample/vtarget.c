@@ -193,6 +193,17 @@ int main(int argc, char **argv) {
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* The signals stay blocked except inside ppoll below, so the main thread sleeps there until a signal
+     * or stdin wakes it (no lost wake-up between checking the flags and sleeping), and an idle sample
+     * writes nothing to its memory: a timed poll loop would update the thread's descriptor (glibc's
+     * cancellation state) on every wake-up, and a dump of the running sample would see that page change.
+     * Worker threads inherit the mask, so the signals go to the main thread. */
+    sigset_t handled, unblocked;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGUSR1);
+    sigaddset(&handled, SIGUSR2);
+    sigaddset(&handled, SIGTERM);
+    sigprocmask(SIG_BLOCK, &handled, &unblocked);
 
     sem_init(&worker_started, 0, 0);
     for (int i = 0; i < threads; i++) start_worker();
@@ -226,7 +237,8 @@ int main(int argc, char **argv) {
             fill_x(generation, 64);
         }
         struct pollfd pfd = { .fd = 0, .events = POLLIN };
-        int r = poll(&pfd, 1, writer ? 1 : 50);
+        struct timespec writer_pause = { 0, 1000000 };
+        int r = ppoll(&pfd, 1, writer ? &writer_pause : NULL, &unblocked);
         if (r > 0) {
             char buf[64];
             ssize_t n = read(0, buf, sizeof buf);
