@@ -95,6 +95,10 @@ final class PreDumpCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Replace the contents of a non-empty output directory.")
     boolean force;
 
+    @Option(names = "--no-direct-io", description = "Write pages files through the page cache instead of with "
+            + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
+    boolean noDirectIo;
+
     @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M", description = "Memory for page buffers "
             + "(default ${DEFAULT-VALUE}).")
     DataSize budget;
@@ -128,7 +132,7 @@ final class PreDumpCommand implements Callable<Integer> {
         if (output.out != null || output.to.startsWith("dir:")) {
             dir = output.out != null ? output.out : Destination.parse(output.to).dir();
             OutputDirs.checkWritable(dir, force);
-            sink = PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(force));
+            sink = PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(force).withDirectIo(!noDirectIo));
         } else if (output.to.startsWith("tcp:")) {
             if (verify) {
                 throw CliException.badInput("--verify needs local images (--out DIR)");
