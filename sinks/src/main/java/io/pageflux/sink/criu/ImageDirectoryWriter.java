@@ -43,7 +43,7 @@ import java.util.stream.Stream;
  *
  * <p><b>Memory.</b> Constant: per open pagemap one pending entry (runs are merged into it while
  * they are contiguous with equal flags), a small pagemap write buffer and the pages file's
- * {@link DirectFileOutput} staging buffer (1 MiB).
+ * {@link DirectFileOutput} staging buffer (1 MiB, allocated when a run needs staging).
  *
  * <p><b>Direct I/O.</b> By default pages files are written with {@code O_DIRECT}
  * ({@link DirectFileOutput}): a dump is written once and read later, so it should neither cost

@@ -33,8 +33,9 @@ import reactor.util.Loggers;
  * does, or at the first write, as some FUSE and overlay set-ups do), the file is written through
  * the page cache instead and one warning line is logged; the bytes are the same.
  *
- * <p>Memory: the staging buffer is allocated per open file, outside the dump's buffer pool, like
- * the pagemap writers' small buffers. One thread at a time.
+ * <p>Memory: the staging buffer is allocated per open file on its first staged write (a file that
+ * only receives large aligned writes never needs one), outside the dump's buffer pool, like the
+ * pagemap writers' small buffers. One thread at a time.
  */
 public final class DirectFileOutput implements AutoCloseable {
 
@@ -48,6 +49,7 @@ public final class DirectFileOutput implements AutoCloseable {
     public static final int PASS_THROUGH_BYTES = 256 << 10;
 
     private static final Logger LOG = Loggers.getLogger(DirectFileOutput.class);
+    private static final ByteBuffer EMPTY = ByteBuffer.allocateDirect(0);
 
     /** Opens the file; a seam so tests can stand in for a file system that refuses direct writes. */
     @FunctionalInterface
@@ -60,7 +62,8 @@ public final class DirectFileOutput implements AutoCloseable {
     private FileChannel channel;
     private boolean direct;
     private final int block;
-    private final ByteBuffer staging;
+    /** Allocated on first use; {@link #EMPTY} until then. */
+    private ByteBuffer staging;
     /** Where the staging buffer's first byte goes in the file (block-aligned while direct). */
     private long flushed;
     /** Whether a direct write has succeeded (after that, EINVAL is an error, not a refusal). */
@@ -99,7 +102,7 @@ public final class DirectFileOutput implements AutoCloseable {
         this.direct = ch != null;
         this.channel = ch != null ? ch : opener.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
         this.block = blockSize;
-        this.staging = ByteBuffer.allocateDirect(STAGING_BYTES + block).alignedSlice(block).limit(STAGING_BYTES);
+        this.staging = EMPTY;
     }
 
     private void refused(String at, Exception e) {
@@ -120,6 +123,9 @@ public final class DirectFileOutput implements AutoCloseable {
                 passedThrough += n;
                 s.position(s.position() + n);
                 continue;
+            }
+            if (staging == EMPTY) {
+                staging = ByteBuffer.allocateDirect(STAGING_BYTES + block).alignedSlice(block).limit(STAGING_BYTES);
             }
             int n = Math.min(s.remaining(), staging.remaining());
             staging.put(staging.position(), s, s.position(), n);
@@ -194,6 +200,7 @@ public final class DirectFileOutput implements AutoCloseable {
         }
         channel.force(true);
         channel.close();
+        staging = EMPTY; // the writer may live on until its directory is committed
         finished = true;
     }
 
