@@ -13,7 +13,8 @@
 # corpus: `tar -cf - -C / $corpus` (default /usr/share, then /usr/lib: text, documentation,
 # locales, shared libraries, executables, already-compressed files), cut at N GiB. Then, each
 # --runs times, in this order, every output going to the same local disk (--out, default /var/tmp):
-#   pf-raw     pageflux dump --out DIR                        (CRIU images, fsynced)
+#   pf-raw     pageflux dump --out DIR                        (CRIU images, fsynced; O_DIRECT pages files)
+#   pf-raw-pc  pageflux dump --out DIR --no-direct-io         (the same through the page cache)
 #   pf-lz4     pageflux dump --out DIR --compress lz4
 #   pf-zstd1   pageflux dump --out DIR --compress zstd:1
 #   pf-zstd3   pageflux dump --out DIR --compress zstd:3
@@ -21,9 +22,10 @@
 #   c-lz4      refread pipe PID | lz4 -1 > FILE; sync FILE
 #   c-zstd1    refread pipe PID | zstd -T2 -1 > FILE; sync FILE
 #   c-zstd3    refread pipe PID | zstd -T2 -3 > FILE; sync FILE
-#   c-raw-direct, c-lz4-direct, c-zstd1-direct, c-zstd3-direct: the same into
+#   c-raw-direct  refread copy-direct PID FILE                (process_vm_readv + O_DIRECT write + fsync)
+#   c-lz4-direct, c-zstd1-direct, c-zstd3-direct: the compressed pipelines into
 #              `dd of=FILE bs=1M iflag=fullblock oflag=direct` (O_DIRECT, as pageflux writes
-#              compressed pages files; dd writes the last partial block without it); then sync FILE
+#              pages files; dd writes the last partial block without it); then sync FILE
 # The previous output is deleted before each run; caches are not dropped (the machine may not
 # allow it), so every time ends with the output fsynced: pageflux fsyncs every file and the
 # directory before it renames it into place, the C pipelines end with `sync FILE` (fsync).
@@ -37,7 +39,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 gib=2 runs=2 budget=64M corpus="usr/share usr/lib" outdir=/var/tmp
-all_methods=pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,c-raw-direct,c-lz4-direct,c-zstd1-direct,c-zstd3-direct
+all_methods=pf-raw,pf-raw-pc,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,c-raw-direct,c-lz4-direct,c-zstd1-direct,c-zstd3-direct
 selected=$all_methods
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -88,9 +90,13 @@ now() { date +%s.%N; }
 size_of() { du -sb "$1" | cut -f1; }
 
 # Each measure_* prints "wall_seconds own_seconds raw_bytes output_bytes".
-measure_pageflux() { # codec|raw
+measure_pageflux() { # codec|raw|raw-pc
   local args=()
-  [ "$1" != raw ] && args=(--compress "$1")
+  case "$1" in
+    raw) ;;
+    raw-pc) args=(--no-direct-io) ;;
+    *) args=(--compress "$1") ;;
+  esac
   rm -rf "$work/out"
   local start end json
   start=$(now)
@@ -115,7 +121,7 @@ measure_c() { # raw | lz4 | zstd1 | zstd3, optionally with -direct
     lz4) stats=$( { "$work/refread" pipe "$target_pid" | lz4 -1 -q > "$work/c.out"; } 2>&1 ) ;;
     zstd1) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -1 -q > "$work/c.out"; } 2>&1 ) ;;
     zstd3) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -3 -q > "$work/c.out"; } 2>&1 ) ;;
-    raw-direct) stats=$( { "$work/refread" pipe "$target_pid" | direct_to "$work/c.out"; } 2>&1 ) ;;
+    raw-direct) stats=$("$work/refread" copy-direct "$target_pid" "$work/c.out") ;;
     lz4-direct) stats=$( { "$work/refread" pipe "$target_pid" | lz4 -1 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
     zstd1-direct) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -1 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
     zstd3-direct) stats=$( { "$work/refread" pipe "$target_pid" | zstd -T2 -3 -q | direct_to "$work/c.out"; } 2>&1 ) ;;
@@ -128,11 +134,11 @@ measure_c() { # raw | lz4 | zstd1 | zstd3, optionally with -direct
 }
 
 declare -A labels=(
-  [pf-raw]="pageflux dump (raw CRIU images)" [pf-lz4]="pageflux dump --compress lz4"
+  [pf-raw]="pageflux dump (raw CRIU images)" [pf-raw-pc]="pageflux dump --no-direct-io (raw)" [pf-lz4]="pageflux dump --compress lz4"
   [pf-zstd1]="pageflux dump --compress zstd:1" [pf-zstd3]="pageflux dump --compress zstd:3"
   [c-raw]="C refread copy (raw, fsync)" [c-lz4]="C refread | lz4 -1"
   [c-zstd1]="C refread | zstd -T2 -1" [c-zstd3]="C refread | zstd -T2 -3"
-  [c-raw-direct]="C refread | dd oflag=direct" [c-lz4-direct]="C refread | lz4 -1 | dd oflag=direct"
+  [c-raw-direct]="C refread copy-direct (raw, O_DIRECT)" [c-lz4-direct]="C refread | lz4 -1 | dd oflag=direct"
   [c-zstd1-direct]="C refread | zstd -T2 -1 | dd oflag=direct" [c-zstd3-direct]="C refread | zstd -T2 -3 | dd oflag=direct")
 IFS=, read -r -a methods <<<"$selected"
 for m in "${methods[@]}"; do
@@ -143,6 +149,7 @@ for run in $(seq 1 "$runs"); do
   for m in "${methods[@]}"; do
     case "$m" in
       pf-raw) r=$(measure_pageflux raw) ;;
+      pf-raw-pc) r=$(measure_pageflux raw-pc) ;;
       pf-lz4) r=$(measure_pageflux lz4) ;;
       pf-zstd*) r=$(measure_pageflux "zstd:${m#pf-zstd}") ;;
       c-*) r=$(measure_c "${m#c-}") ;;

@@ -15,13 +15,16 @@
 #                                   (cold) one is not counted
 #   ... --read-threads 2            : the same two with each batch copied by two threads (two cores)
 #   C copy          refread copy  : process_vm_readv + write(2) + fsync of one file on the same disk
-#   pageflux CLI    pageflux dump --out DIR : CRIU images (write + fsync of every file, rename)
+#   C copy direct   refread copy-direct : the same with the file opened O_DIRECT (no page cache)
+#   pageflux CLI    pageflux dump --out DIR : CRIU images (write + fsync of every file, rename); pages
+#                                   files with O_DIRECT (the default)
+#   ... --no-direct-io              : the same through the page cache
 #   pageflux warm   WarmDump DIR
 # GiB/s is bytes / the reader's own measured duration: C's from its first read to its last (and
 # fsync); pageflux's from the dump's start (subscribing: smaps, scan, reads, sink, fsync, rename) to
 # its report, without JVM start-up. The CLI rows also show the wall time of the whole command, JVM
-# start-up included; C has no start-up to speak of. The ratio is to C vm (null rows) or C copy (file
-# rows) of the same invocation. Before every file-writing run: `sync`, so no run pays for the previous
+# start-up included; C has no start-up to speak of. The ratio is to C vm (null rows) or, for the file
+# rows, to the faster of C copy and C copy direct of the same invocation. Before every file-writing run: `sync`, so no run pays for the previous
 # one's dirty pages; with --settle S also a pause of S seconds. On a VM with free page reporting
 # (virtio-balloon), memory freed by deleting the previous output goes back to the host after ~2 s and
 # filling page cache afterwards costs host page faults; how much of that a writer pays depends on the
@@ -138,7 +141,9 @@ throughput() {
     settle() { sync; sleep "$settle_secs"; }
     for _ in $(seq 1 "$runs"); do
       settle; timed ccopy "$work/refread" copy "$pid" "$work/copy.bin"; rm -f "$work/copy.bin"
+      settle; timed ccopyd "$work/refread" copy-direct "$pid" "$work/copy.bin"; rm -f "$work/copy.bin"
       settle; cli pdir --out "$work/out" --force; rm -rf "$work/out"
+      settle; cli pdirpc --out "$work/out" --force --no-direct-io; rm -rf "$work/out"
     done
     warm pwarmdir "$work/warm-out" 1 $((settle_secs * 1000))
   fi
@@ -159,12 +164,16 @@ print(f'| {\"$1\":<44} | {g:6.2f} | {g/ref if ref else 0:5.2f}x | {w:>7} | {r/10
   row "pageflux dump --to null --read-threads 2" pnull2 cvm
   row "pageflux Dump to null, 2 read threads (warm)" pwarm2 cvm
   if [ "$skip_file" = 0 ]; then
-    row "C read + write + fsync (reference)" ccopy ccopy
-    row "pageflux dump --out DIR (CLI, cold JVM)" pdir ccopy
-    row "pageflux Dump to DIR (warm JVM)" pwarmdir ccopy
+    # file rows: against the faster C writer of this run
+    if py "import sys; sys.exit(0 if ${best[ccopyd]:-0} >= ${best[ccopy]:-0} else 1)"; then cfile=ccopyd; else cfile=ccopy; fi
+    row "C read + write + fsync" ccopy "$cfile"
+    row "C read + O_DIRECT write + fsync" ccopyd "$cfile"
+    row "pageflux dump --out DIR (CLI, cold JVM)" pdir "$cfile"
+    row "pageflux dump --out DIR --no-direct-io (CLI)" pdirpc "$cfile"
+    row "pageflux Dump to DIR (warm JVM)" pwarmdir "$cfile"
   fi
   echo
-  echo "ratio = GiB/s / the reference's GiB/s in this run (null rows: C process_vm_readv; file rows: C read+write)"
+  echo "ratio = GiB/s / the reference's GiB/s in this run (null rows: C process_vm_readv; file rows: the faster C writer)"
 }
 
 # ------------------------------------------------------------------------------------ constant memory

@@ -5,6 +5,8 @@
  *   refread vm   PID [CHUNK_MIB]          process_vm_readv, one 4 MiB buffer, one call per chunk
  *   refread mem  PID [CHUNK_MIB]          pread(/proc/PID/mem) in chunks
  *   refread copy PID FILE [CHUNK_MIB]     process_vm_readv + write(2) to FILE (then fsync)
+ *   refread copy-direct PID FILE [CHUNK_MIB]  the same with FILE opened O_DIRECT (the page-aligned
+ *                                         buffer and whole-page lengths are what O_DIRECT needs)
  *   refread pipe PID [CHUNK_MIB]          process_vm_readv + write(2) to stdout (for `| zstd`, `| lz4`)
  *   refread smaps PID [CHUNK_MIB]         like vm, after reading /proc/PID/smaps once (timed): the region
  *                                         metadata pageflux (and CRIU) read to apply CRIU's rules, whose
@@ -30,12 +32,13 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: refread vm|mem|smaps|pipe PID [CHUNK_MIB] | refread copy PID FILE [CHUNK_MIB]\n");
+        fprintf(stderr, "usage: refread vm|mem|smaps|pipe PID [CHUNK_MIB] | refread copy|copy-direct PID FILE [CHUNK_MIB]\n");
         return 2;
     }
     const char *mode = argv[1];
     pid_t pid = atoi(argv[2]);
-    int copy = !strcmp(mode, "copy");
+    int direct = !strcmp(mode, "copy-direct");
+    int copy = !strcmp(mode, "copy") || direct;
     int to_stdout = !strcmp(mode, "pipe");
     const char *out_path = copy ? argv[3] : NULL;
     int chunk_arg = copy ? 4 : 3;
@@ -50,7 +53,7 @@ int main(int argc, char **argv) {
     if (mem < 0) { perror(path); return 1; }
     int out = -1;
     if (copy) {
-        out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | (direct ? O_DIRECT : 0), 0644);
         if (out < 0) { perror(out_path); return 1; }
     }
     if (to_stdout) out = STDOUT_FILENO;

@@ -88,6 +88,10 @@ final class DumpCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Replace the contents of a non-empty output directory.")
     boolean force;
 
+    @Option(names = "--no-direct-io", description = "Write pages files through the page cache instead of with "
+            + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
+    boolean noDirectIo;
+
     @Option(names = "--policy", paramLabel = "full|pre-dump", defaultValue = "full",
             description = "Which regions: full (CRIU's full dump, incl. PROT_NONE regions; default) or "
                     + "pre-dump (CRIU's read-mode pre-dump: readable regions only, pre-dump inventory).")
@@ -189,7 +193,7 @@ final class DumpCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         // with --to - stdout carries the dump; the summary goes to stderr
         PrintWriter out = destination.kind() == Destination.Kind.STDOUT ? err : spec.commandLine().getOut();
-        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force, codec, tls));
+        PageSink sink = parent.env.sinkDecorator().apply(Sinks.create(destination, force, !noDirectIo, codec, tls));
         Dump dump = Dump.of(source)
                 .regions(preDump ? RegionPolicy.criuPreDump() : RegionPolicy.criuFullDump())
                 .preDump(preDump)

@@ -92,6 +92,10 @@ final class MigrateCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Replace non-empty iteration directories.")
     boolean force;
 
+    @Option(names = "--no-direct-io", description = "Write pages files through the page cache instead of with "
+            + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
+    boolean noDirectIo;
+
     @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M", description = "Memory for page buffers "
             + "(default ${DEFAULT-VALUE}).")
     DataSize budget;
@@ -115,7 +119,7 @@ final class MigrateCommand implements Callable<Integer> {
         Migration migration = Migration.of(pid).changeDetection(detection);
         if (output.out != null) {
             OutputDirs.checkWritable(output.out, force);
-            migration.toDirectory(output.out, force);
+            migration.toDirectory(output.out, force).directIo(!noDirectIo);
         } else {
             if (verify) {
                 throw CliException.badInput("--verify needs local images (--out DIR)");

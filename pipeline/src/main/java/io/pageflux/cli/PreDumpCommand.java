@@ -109,6 +109,10 @@ final class PreDumpCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Replace the contents of a non-empty output directory.")
     boolean force;
 
+    @Option(names = "--no-direct-io", description = "Write pages files through the page cache instead of with "
+            + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
+    boolean noDirectIo;
+
     @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M", description = "Memory for page buffers "
             + "(default ${DEFAULT-VALUE}).")
     DataSize budget;
@@ -148,7 +152,7 @@ final class PreDumpCommand implements Callable<Integer> {
                         + " digests in its own directory " + dir);
             }
             OutputDirs.checkWritable(dir, force);
-            sink = PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(force));
+            sink = PageSinks.criuImages(dir, CriuImageOptions.defaults().withForce(force).withDirectIo(!noDirectIo));
         } else if (output.to.startsWith("tcp:")) {
             if (verify) {
                 throw CliException.badInput("--verify needs local images (--out DIR)");

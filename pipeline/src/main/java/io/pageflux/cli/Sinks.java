@@ -22,13 +22,15 @@ final class Sinks {
     /**
      * @param codec {@code null} for plain CRIU images; with a codec, a directory gets compressed
      *              page files and {@code -} compressed frames
+     * @param directIo pages files of a directory with O_DIRECT ({@code --no-direct-io} turns it off)
      */
-    static PageSink create(Destination destination, boolean force, Codec codec, SslContext tls) {
+    static PageSink create(Destination destination, boolean force, boolean directIo, Codec codec, SslContext tls) {
         return switch (destination.kind()) {
             case DIR -> codec == null
-                    ? PageSinks.criuImages(destination.dir(), CriuImageOptions.defaults().withForce(force))
+                    ? PageSinks.criuImages(destination.dir(),
+                            CriuImageOptions.defaults().withForce(force).withDirectIo(directIo))
                     : CompressedSinks.criuImages(destination.dir(), CompressionOptions.of(codec),
-                            CriuImageOptions.defaults().withForce(force));
+                            CriuImageOptions.defaults().withForce(force).withDirectIo(directIo));
             case NULL -> PageSinks.nullSink();
             case TCP -> {
                 if (codec != null) {

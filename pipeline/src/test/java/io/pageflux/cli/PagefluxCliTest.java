@@ -258,6 +258,35 @@ class PagefluxCliTest {
         }
     }
 
+    /**
+     * Pages files are written with O_DIRECT unless --no-direct-io; a file system that refuses it
+     * (ramfs) gets the page cache by itself. The images are complete either way.
+     */
+    @Test
+    void directIoIsTheDefaultWithAnOptOutAndAFallback() throws Exception {
+        Path ramfs = Files.createDirectory(tmp.resolve("ramfs"));
+        try (SampleProcess sample = SampleProcess.start(); Mount ignored = Mount.ramfs(ramfs)) {
+            String pid = Integer.toString(sample.pid());
+            for (Path out : List.of(tmp.resolve("cached"), ramfs.resolve("fallback"))) {
+                List<String> args = new java.util.ArrayList<>(List.of("dump", "--pid", pid, "--to", "dir:" + out,
+                        "--json", "--budget", "1M", "--chunk-size", "64K"));
+                if (out.endsWith("cached")) {
+                    args.add("--no-direct-io");
+                }
+                Cli.Result r = Cli.run(args.toArray(String[]::new));
+                assertEquals(0, r.exit(), r.toString());
+                ImageDirectory images = ImageDirectory.open(out).verify();
+                JsonNode json = Reports.JSON.readTree(r.out());
+                assertEquals(images.pagesBytes(), json.get("bytesDumped").asLong(), out.toString());
+                assertTrue(json.at("/pages/dumped").asLong() >= 104, r.out());
+            }
+        }
+        for (String command : List.of("dump", "pre-dump", "migrate")) {
+            Cli.Result help = Cli.run(command, "--help");
+            assertTrue(help.out().contains("--no-direct-io"), command + ": " + help.out());
+        }
+    }
+
     @Test
     void eachScannerFindsTheSamePages() throws Exception {
         try (SampleProcess sample = SampleProcess.start()) {
@@ -477,10 +506,19 @@ class PagefluxCliTest {
         }
 
         static Mount tmpfs(Path at, String options) throws Exception {
-            Process p = new ProcessBuilder("mount", "-t", "tmpfs", "-o", options, "pageflux-test", at.toString())
+            return mount(at, "tmpfs", options);
+        }
+
+        /** ramfs: refuses O_DIRECT (EINVAL at open). */
+        static Mount ramfs(Path at) throws Exception {
+            return mount(at, "ramfs", "mode=755");
+        }
+
+        private static Mount mount(Path at, String type, String options) throws Exception {
+            Process p = new ProcessBuilder("mount", "-t", type, "-o", options, "pageflux-test", at.toString())
                     .redirectErrorStream(true).start();
             String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            assumeTrue(p.waitFor() == 0, "cannot mount a tmpfs here (needs root): " + output);
+            assumeTrue(p.waitFor() == 0, "cannot mount a " + type + " here (needs root): " + output);
             return new Mount(at);
         }
 

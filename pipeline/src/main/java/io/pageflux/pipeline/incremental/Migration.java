@@ -51,6 +51,7 @@ public final class Migration {
     private DataSize chunkSize = Dump.DEFAULT_CHUNK_SIZE;
     private boolean verify;
     private boolean force;
+    private boolean directIo = true;
     private Consumer<Iteration> listener = i -> { };
     private ChangeDetection changeDetection = ChangeDetection.AUTO;
     private SoftDirty.Kernel softDirty = SoftDirty.kernel();
@@ -76,6 +77,15 @@ public final class Migration {
         this.force = force;
         this.sinks = null;
         this.destination = "dir:" + dir;
+        return this;
+    }
+
+    /**
+     * With {@link #toDirectory}: write pages files with {@code O_DIRECT} (the default) or through
+     * the page cache ({@code false}); see {@link CriuImageOptions#withDirectIo}.
+     */
+    public Migration directIo(boolean directIo) {
+        this.directIo = directIo;
         return this;
     }
 
@@ -222,7 +232,8 @@ public final class Migration {
     }
 
     private IncrementalReport iteration(int n, IncrementalDump dump, Path out, List<Iteration> done) {
-        PageSink sink = out != null ? PageSinks.criuImages(out, CriuImageOptions.defaults().withForce(force))
+        PageSink sink = out != null ? PageSinks.criuImages(out,
+                CriuImageOptions.defaults().withForce(force).withDirectIo(directIo))
                 : sinks.apply(n);
         IncrementalDump d = dump.to(sink).budget(budget).chunkSize(chunkSize).changeDetection(changeDetection)
                 .softDirtyKernel(softDirty).softDirtyLedger(ledger);

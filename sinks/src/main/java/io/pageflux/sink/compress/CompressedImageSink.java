@@ -106,13 +106,15 @@ public final class CompressedImageSink implements PageSink {
         Output(DumpContext context) {
             writer = CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
                             context.parent(), options.firstPagesId(), options.force())
+                    .withDirectIo(options.directIo())
                     .withPagesFiles(this::createPagesFile));
         }
 
         private CompressedPagesWriter createPagesFile(Path directory, PagemapId id, long pagesId) throws IOException {
             Codec.Algorithm codec = compression.codec().algorithm();
             CompressedPagesWriter f = new CompressedPagesWriter(
-                    directory.resolve(CompressedPagesFormat.pagesFileName(pagesId, codec)), codec, compression.frameBytes());
+                    directory.resolve(CompressedPagesFormat.pagesFileName(pagesId, codec)), codec, compression.frameBytes(),
+                    options.directIo());
             pagesFiles.put(id, f);
             return f;
         }

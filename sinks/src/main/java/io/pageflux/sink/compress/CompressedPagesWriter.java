@@ -3,6 +3,7 @@ package io.pageflux.sink.compress;
 import static io.pageflux.sink.compress.CompressedPagesFormat.*;
 
 import io.pageflux.sink.criu.ImageDirectoryWriter;
+import io.pageflux.sink.file.DirectFileOutput;
 import io.pageflux.source.PageRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -13,8 +14,8 @@ import java.nio.file.Path;
  * Appends frames to one compressed pages file and finishes it with the index and footer
  * ({@link CompressedPagesFormat}). One thread at a time. The index is kept in memory until
  * {@link #finish()}: 24 bytes per frame, about 24 KiB per GiB of raw pages at the default frame
- * size. The file is written with {@code O_DIRECT} where the file system allows it
- * ({@link DirectFileOutput}: the page cache would cost more CPU than the compression saves).
+ * size. The file is written with {@code O_DIRECT} where the file system allows it, unless turned
+ * off ({@link DirectFileOutput}: the page cache would cost more CPU than the compression saves).
  */
 final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, AutoCloseable {
 
@@ -27,11 +28,15 @@ final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, Aut
     private long frames;
     private boolean finished;
 
-    /** Creates {@code file} (it must not exist) and writes the file header. */
-    CompressedPagesWriter(Path file, Codec.Algorithm codec, int maxFrameRaw) throws IOException {
+    /**
+     * Creates {@code file} (it must not exist) and writes the file header.
+     *
+     * @param directIo write with {@code O_DIRECT} where the file system allows it
+     */
+    CompressedPagesWriter(Path file, Codec.Algorithm codec, int maxFrameRaw, boolean directIo) throws IOException {
         this.file = file;
         this.maxFrameRaw = maxFrameRaw;
-        this.out = new DirectFileOutput(file, true);
+        this.out = new DirectFileOutput(file, directIo);
         ByteBuffer h = ByteBuffer.allocate(FILE_HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         h.putInt(FH_MAGIC, FILE_MAGIC);
         h.putShort(FH_VERSION, (short) VERSION);
@@ -105,6 +110,11 @@ final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, Aut
 
     long frames() {
         return frames;
+    }
+
+    /** Whether the file is being written with {@code O_DIRECT}. */
+    boolean directIo() {
+        return out.direct();
     }
 
     @Override

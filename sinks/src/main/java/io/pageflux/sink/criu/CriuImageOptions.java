@@ -12,8 +12,12 @@ import reactor.core.scheduler.Schedulers;
  * @param chunksInFlight how many chunks the sink requests ahead of the one it writes (the
  *                       {@code publishOn} prefetch); each holds a pool buffer, so keep it small
  * @param scheduler      where the blocking file writes run
+ * @param directIo       write pages files with {@code O_DIRECT}, bypassing the page cache (the
+ *                       default; falls back to the page cache where the file system refuses it);
+ *                       see {@link ImageDirectoryWriter.Options#withDirectIo}
  */
-public record CriuImageOptions(boolean force, long firstPagesId, int chunksInFlight, Scheduler scheduler) {
+public record CriuImageOptions(boolean force, long firstPagesId, int chunksInFlight, Scheduler scheduler,
+                               boolean directIo) {
 
     /** Two chunks in flight: one being written, one ready, so the reader can fill a third meanwhile. */
     public static final int DEFAULT_CHUNKS_IN_FLIGHT = 2;
@@ -28,25 +32,38 @@ public record CriuImageOptions(boolean force, long firstPagesId, int chunksInFli
         }
     }
 
-    /** No overwrite, pages_id from 1, 2 chunks in flight, writes on {@link Schedulers#boundedElastic()}. */
+    /** With direct I/O (the default), as before it was an option. */
+    public CriuImageOptions(boolean force, long firstPagesId, int chunksInFlight, Scheduler scheduler) {
+        this(force, firstPagesId, chunksInFlight, scheduler, true);
+    }
+
+    /**
+     * No overwrite, pages_id from 1, 2 chunks in flight, writes on {@link Schedulers#boundedElastic()},
+     * pages files with direct I/O.
+     */
     public static CriuImageOptions defaults() {
         return new CriuImageOptions(false, ImageDirectoryWriter.Options.LOCAL_FIRST_PAGES_ID, DEFAULT_CHUNKS_IN_FLIGHT,
-                Schedulers.boundedElastic());
+                Schedulers.boundedElastic(), true);
+    }
+
+    /** {@code false}: pages files through the page cache (the CLI's {@code --no-direct-io}). */
+    public CriuImageOptions withDirectIo(boolean directIo) {
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler, directIo);
     }
 
     public CriuImageOptions withForce(boolean force) {
-        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler, directIo);
     }
 
     public CriuImageOptions withFirstPagesId(long firstPagesId) {
-        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler, directIo);
     }
 
     public CriuImageOptions withChunksInFlight(int chunksInFlight) {
-        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler, directIo);
     }
 
     public CriuImageOptions withScheduler(Scheduler scheduler) {
-        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler);
+        return new CriuImageOptions(force, firstPagesId, chunksInFlight, scheduler, directIo);
     }
 }

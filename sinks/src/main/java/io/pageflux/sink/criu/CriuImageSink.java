@@ -152,7 +152,7 @@ public final class CriuImageSink implements PageSink {
 
     private ImageDirectoryWriter open(DumpContext context) {
         return CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
-                context.parent(), options.firstPagesId(), options.force()));
+                context.parent(), options.firstPagesId(), options.force()).withDirectIo(options.directIo()));
     }
 
     private static void writeChunk(ImageDirectoryWriter writer, PageChunk chunk) {

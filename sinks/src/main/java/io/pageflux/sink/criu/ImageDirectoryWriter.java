@@ -3,6 +3,7 @@ package io.pageflux.sink.criu;
 import io.pageflux.sink.criu.proto.InventoryProtos.InventoryEntry;
 import io.pageflux.sink.criu.proto.PagemapProtos.PagemapEntry;
 import io.pageflux.sink.criu.proto.PagemapProtos.PagemapHead;
+import io.pageflux.sink.file.DirectFileOutput;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
@@ -41,8 +42,16 @@ import java.util.stream.Stream;
  * directory either does not exist or is complete.
  *
  * <p><b>Memory.</b> Constant: per open pagemap one pending entry (runs are merged into it while
- * they are contiguous with equal flags) and a small write buffer; page bytes go straight to the
- * pages file with positioned {@link FileChannel} writes (no copy for direct buffers).
+ * they are contiguous with equal flags), a small pagemap write buffer and the pages file's
+ * {@link DirectFileOutput} staging buffer (1 MiB, allocated when a run needs staging).
+ *
+ * <p><b>Direct I/O.</b> By default pages files are written with {@code O_DIRECT}
+ * ({@link DirectFileOutput}): a dump is written once and read later, so it should neither cost
+ * the page cache's CPU time nor evict the machine's cache. Page-aligned runs of at least 256 KiB
+ * (the pool's buffers hold whole pages) are written straight from the caller's buffer; smaller or
+ * unaligned ones are batched through the staging buffer. Where the file system refuses
+ * {@code O_DIRECT} the file goes through the page cache, with one warning line.
+ * {@link Options#withDirectIo withDirectIo(false)} turns it off. The bytes are the same either way.
  *
  * <p><b>Threads.</b> Methods are synchronized on the writer: one thread writes, another may
  * {@link #abort()} at any time (cancel), which waits for a write in progress.
@@ -64,7 +73,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         /** First pages_id of images received by a page server ({@code 0x10000 + 1}). */
         public static final long PAGE_SERVER_FIRST_PAGES_ID = 0x10001;
 
-        private static final Options DEFAULTS = new Options(LOCAL_FIRST_PAGES_ID, false, null, null, true, null);
+        private static final Options DEFAULTS = new Options(LOCAL_FIRST_PAGES_ID, false, null, null, true, null, true);
 
         private final long firstPagesId;
         private final boolean force;
@@ -72,18 +81,23 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         private final InventoryEntry inventory;
         private final boolean mergeRuns;
         private final PagesFileFactory pagesFiles;
+        private final boolean directIo;
 
         private Options(long firstPagesId, boolean force, Path parentLink, InventoryEntry inventory,
-                        boolean mergeRuns, PagesFileFactory pagesFiles) {
+                        boolean mergeRuns, PagesFileFactory pagesFiles, boolean directIo) {
             this.firstPagesId = firstPagesId;
             this.force = force;
             this.parentLink = parentLink;
             this.inventory = inventory;
             this.mergeRuns = mergeRuns;
             this.pagesFiles = pagesFiles;
+            this.directIo = directIo;
         }
 
-        /** pages_id from 1, no overwrite, no parent link, no inventory, contiguous runs merged. */
+        /**
+         * pages_id from 1, no overwrite, no parent link, no inventory, contiguous runs merged,
+         * pages files with direct I/O.
+         */
         public static Options defaults() {
             return DEFAULTS;
         }
@@ -93,12 +107,12 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             if (firstPagesId < 0 || firstPagesId > 0xFFFF_FFFFL) {
                 throw new IllegalArgumentException("pages_id is a u32: firstPagesId=" + firstPagesId);
             }
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles, directIo);
         }
 
         /** Replace an existing, non-empty output directory on commit (the CLI's {@code --force}). */
         public Options withForce(boolean force) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles, directIo);
         }
 
         /**
@@ -106,12 +120,12 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * relative to the image directory; {@code null} for none.
          */
         public Options withParentLink(Path target) {
-            return new Options(firstPagesId, force, target, inventory, mergeRuns, pagesFiles);
+            return new Options(firstPagesId, force, target, inventory, mergeRuns, pagesFiles, directIo);
         }
 
         /** Write this {@code inventory.img}; {@code null} for none (a page server writes none). */
         public Options withInventory(InventoryEntry inventory) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles, directIo);
         }
 
         /**
@@ -119,7 +133,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * flags (as CRIU does). Off: one entry per {@code add} (still split at {@link #MAX_ENTRY_PAGES}).
          */
         public Options withMergeRuns(boolean mergeRuns) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles, directIo);
         }
 
         /**
@@ -131,7 +145,21 @@ public final class ImageDirectoryWriter implements AutoCloseable {
          * writes their data into the pages file itself. {@code null}: plain pages files.
          */
         public Options withPagesFiles(PagesFileFactory factory) {
-            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, factory);
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, factory, directIo);
+        }
+
+        /**
+         * Write {@code pages-<id>.img} with {@code O_DIRECT}, bypassing the page cache (the
+         * default), or through the page cache ({@code false}, the CLI's {@code --no-direct-io}).
+         * Where the file system refuses {@code O_DIRECT} the page cache is used anyway, with one
+         * warning line. Pages files from a {@link #withPagesFiles factory} follow their factory.
+         */
+        public Options withDirectIo(boolean directIo) {
+            return new Options(firstPagesId, force, parentLink, inventory, mergeRuns, pagesFiles, directIo);
+        }
+
+        public boolean directIo() {
+            return directIo;
         }
 
         public long firstPagesId() {
@@ -596,7 +624,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         private final Path pagemapFile;
         private final Path pagesFile;
         private FileChannel pagemapChannel;
-        private FileChannel pagesChannel;
+        private DirectFileOutput pagesOutput;
         /** The pages file when its data is written elsewhere ({@link Options#withPagesFiles}), else null. */
         private PagesFile external;
         private final ByteBuffer pagemapBuffer = ByteBuffer.allocate(8192);
@@ -637,8 +665,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                 }
             } else {
                 try {
-                    pagesChannel = FileChannel.open(pagesFile, StandardOpenOption.CREATE_NEW,
-                            StandardOpenOption.WRITE);
+                    pagesOutput = new DirectFileOutput(pagesFile, options.directIo);
                 } catch (IOException e) {
                     throw fail(pagesFile, 0, e);
                 }
@@ -671,13 +698,15 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                     writerPages += nrPages; // the caller writes their data into the external pages file
                     pages += nrPages;
                 } else if (bytes != null) {
-                    long at = pagesPosition;
                     try {
-                        pagesPosition += writeFully(pagesChannel, bytes, pagesPosition);
-                        bytesWritten += pagesPosition - at;
+                        pagesOutput.write(bytes);
                     } catch (IOException e) {
                         throw fail(pagesFile, pagesPosition, e);
                     }
+                    int n = bytes.remaining();
+                    bytes.position(bytes.limit()); // consumed, as documented
+                    pagesPosition += n;
+                    bytesWritten += n;
                     writerPages += nrPages;
                     pages += nrPages;
                 }
@@ -814,8 +843,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                 }
             } else {
                 try {
-                    pagesChannel.force(true);
-                    pagesChannel.close();
+                    pagesOutput.finish(); // the staged rest, then fsync
                 } catch (IOException e) {
                     throw fail(pagesFile, pagesPosition, e);
                 }
@@ -824,11 +852,11 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         }
 
         private void closeQuietly() {
-            for (FileChannel ch : new FileChannel[] {pagemapChannel, pagesChannel}) {
-                if (ch != null) {
+            for (AutoCloseable c : new AutoCloseable[] {pagemapChannel, pagesOutput}) {
+                if (c != null) {
                     try {
-                        ch.close();
-                    } catch (IOException ignored) {
+                        c.close();
+                    } catch (Exception ignored) {
                         // the files are deleted next
                     }
                 }
@@ -859,6 +887,27 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         /** File name of the pages file, e.g. {@code pages-1.img} (or the {@link PagesFile}'s). */
         public String pagesFileName() {
             return (external != null ? external.file() : pagesFile).getFileName().toString();
+        }
+
+        /**
+         * Whether this pagemap's {@code pages-<id>.img} is being written with {@code O_DIRECT}:
+         * false when turned off ({@link Options#withDirectIo}), refused by the file system, or
+         * written elsewhere ({@link Options#withPagesFiles}).
+         */
+        public boolean directIo() {
+            synchronized (ImageDirectoryWriter.this) {
+                return pagesOutput != null && pagesOutput.direct();
+            }
+        }
+
+        /**
+         * Bytes of this pagemap's pages file written straight from the callers' buffers, without a
+         * copy (page-aligned runs of at least {@link DirectFileOutput#PASS_THROUGH_BYTES}).
+         */
+        public long pagesBytesPassedThrough() {
+            synchronized (ImageDirectoryWriter.this) {
+                return pagesOutput == null ? 0 : pagesOutput.bytesPassedThrough();
+            }
         }
 
         /** Pages with PE_PRESENT added to this pagemap. */

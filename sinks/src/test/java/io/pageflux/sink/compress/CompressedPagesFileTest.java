@@ -49,7 +49,7 @@ class CompressedPagesFileTest {
         ByteBuffer src = ByteBuffer.allocateDirect(raw.length).put(raw).flip();
         ByteBuffer out = ByteBuffer.allocateDirect(raw.length);
         try (Frames frames = new Frames(codec);
-             CompressedPagesWriter w = new CompressedPagesWriter(file, codec.algorithm(), FRAME_PAGES * PAGE)) {
+             CompressedPagesWriter w = new CompressedPagesWriter(file, codec.algorithm(), FRAME_PAGES * PAGE, true)) {
             for (int at = 0; at < raw.length; at += FRAME_PAGES * PAGE) {
                 int len = Math.min(FRAME_PAGES * PAGE, raw.length - at);
                 int start = out.position();
@@ -223,7 +223,7 @@ class CompressedPagesFileTest {
     @Test
     void anEmptyFileHasHeaderAndFooterOnly() throws IOException {
         Path file = tmp.resolve("empty.zst");
-        try (CompressedPagesWriter w = new CompressedPagesWriter(file, Codec.Algorithm.ZSTD, 4 * PAGE)) {
+        try (CompressedPagesWriter w = new CompressedPagesWriter(file, Codec.Algorithm.ZSTD, 4 * PAGE, true)) {
             w.finish();
         }
         assertEquals(CompressedPagesFormat.FILE_HEADER_BYTES + CompressedPagesFormat.FOOTER_BYTES, Files.size(file));

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.pageflux.sink.criu.ImageDirectoryWriter.Options;
 import io.pageflux.sink.criu.ImageDirectoryWriter.PagemapWriter;
@@ -64,6 +65,56 @@ class ImageDirectoryWriterTest {
         assertEquals((byte) 0xa0, images.readPages(pm, pm.entries().get(0), 16, 1).get(0));
         assertEquals((byte) 0xa2, images.readPages(pm, pm.entries().get(1)).get(4095));
         assertEquals(List.of("pagemap-7.img", "pages-1.img"), listing(out));
+    }
+
+    /** Pages as a pool would hold them: page-aligned direct memory. */
+    private static ByteBuffer alignedPages(long nr, int seed) {
+        ByteBuffer b = ByteBuffer.allocateDirect((int) (nr + 1) * PageRun.PAGE_SIZE).alignedSlice(PageRun.PAGE_SIZE);
+        byte[] bytes = new byte[(int) nr * PageRun.PAGE_SIZE];
+        new java.util.Random(seed).nextBytes(bytes);
+        return b.put(0, bytes).limit(bytes.length);
+    }
+
+    /** Writes a few runs (big aligned, small, heap) and returns whether the pages file was direct. */
+    private boolean writeMixedRuns(Path out, Options options) throws IOException {
+        try (ImageDirectoryWriter w = ImageDirectoryWriter.create(out, options)) {
+            PagemapWriter pm = w.openPagemap(PagemapId.task(7));
+            boolean direct = pm.directIo();
+            assertEquals(direct, io.pageflux.sink.file.DirectFileOutputTest.openWithODirect(
+                    w.temporaryDirectory().resolve("pages-1.img")), "the descriptor's flags agree");
+            ByteBuffer big = alignedPages(1024, 1);
+            pm.add(0x100000, 1024, PE_PRESENT, big);
+            assertEquals(0, big.remaining(), "bytes are consumed");
+            pm.add(0x600000, 3, PE_PRESENT, pages(3, 0x33));
+            pm.add(0x700000, 2, PE_PARENT, null);
+            pm.add(0x800000, 1024, PE_LAZY | PE_PRESENT, alignedPages(1024, 2));
+            if (direct) {
+                assertTrue(pm.pagesBytesPassedThrough() >= 1024 * PageRun.PAGE_SIZE, "aligned runs are not copied");
+            }
+            w.commit();
+            assertEquals(2051, w.pages());
+            return direct;
+        }
+    }
+
+    @Test
+    void pagesFilesAreWrittenWithOdirectByDefaultAndTheBytesAreTheSameWithout() throws IOException {
+        assumeTrue(Files.getFileStore(tmp).type().startsWith("ext") || Files.getFileStore(tmp).type().equals("xfs"),
+                "O_DIRECT is checked on ext4/xfs only: tmp is " + Files.getFileStore(tmp).type());
+        assertTrue(Options.defaults().directIo());
+        Path direct = tmp.resolve("direct");
+        Path cached = tmp.resolve("cached");
+        assertTrue(writeMixedRuns(direct, Options.defaults()), "default: O_DIRECT");
+        assertFalse(writeMixedRuns(cached, Options.defaults().withDirectIo(false)), "opted out: page cache");
+        assertEquals(List.of("pagemap-7.img", "pages-1.img"), listing(direct));
+        for (String f : listing(direct)) {
+            assertArrayEquals(Files.readAllBytes(cached.resolve(f)), Files.readAllBytes(direct.resolve(f)), f);
+        }
+        assertEquals(2051L * PageRun.PAGE_SIZE, Files.size(direct.resolve("pages-1.img")));
+        ImageDirectory images = ImageDirectory.open(direct).verify();
+        PagemapImage pm = images.pagemap(PagemapId.task(7)).orElseThrow();
+        ByteBuffer expected = alignedPages(1024, 2);
+        assertEquals(expected.get(4095), images.readPages(pm, pm.entries().get(3)).get(4095));
     }
 
     @Test
