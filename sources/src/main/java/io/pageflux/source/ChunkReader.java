@@ -1,6 +1,7 @@
 package io.pageflux.source;
 
 import java.time.Duration;
+import java.util.Objects;
 
 /**
  * The synchronous heart of a memory source: fills one buffer with the next pages. {@link ChunkStream}
@@ -34,5 +35,43 @@ public interface ChunkReader extends AutoCloseable {
     /** Frees what the reader holds (file descriptors, native blocks). Called once, on the worker. */
     @Override
     default void close() {
+    }
+
+    /** What {@link #mapping} applies to each chunk: returns the chunk to hand on (it owns the buffer's reference). */
+    @FunctionalInterface
+    interface ChunkFunction {
+        PageChunk apply(PageChunk chunk, PooledBuffer buffer) throws Exception;
+    }
+
+    /**
+     * A reader that reads through {@code reader} and passes every chunk through {@code f} before handing
+     * it on (e.g. to record or classify its pages); {@link #exhausted}, {@link #cost} and {@link #close}
+     * are {@code reader}'s.
+     */
+    static ChunkReader mapping(ChunkReader reader, ChunkFunction f) {
+        Objects.requireNonNull(reader, "reader");
+        Objects.requireNonNull(f, "f");
+        return new ChunkReader() {
+            @Override
+            public PageChunk next(PooledBuffer buffer) throws Exception {
+                PageChunk chunk = reader.next(buffer);
+                return chunk == null ? null : f.apply(chunk, buffer);
+            }
+
+            @Override
+            public boolean exhausted() {
+                return reader.exhausted();
+            }
+
+            @Override
+            public Duration cost(PageChunk chunk) {
+                return reader.cost(chunk);
+            }
+
+            @Override
+            public void close() {
+                reader.close();
+            }
+        };
     }
 }

@@ -62,29 +62,7 @@ public final class ChangeDetector {
      * Closing it closes {@code reader}.
      */
     public ChunkReader wrap(ChunkReader reader) {
-        Objects.requireNonNull(reader, "reader");
-        return new ChunkReader() {
-            @Override
-            public PageChunk next(PooledBuffer buffer) throws Exception {
-                PageChunk chunk = reader.next(buffer);
-                return chunk == null ? null : classify(chunk, buffer);
-            }
-
-            @Override
-            public boolean exhausted() {
-                return reader.exhausted();
-            }
-
-            @Override
-            public Duration cost(PageChunk chunk) {
-                return reader.cost(chunk);
-            }
-
-            @Override
-            public void close() {
-                reader.close();
-            }
-        };
+        return ChunkReader.mapping(reader, this::classify);
     }
 
     /**

@@ -6,7 +6,6 @@ import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
 import io.pageflux.source.PlannedRun;
-import io.pageflux.source.PooledBuffer;
 import io.pageflux.source.freeze.FreezingSource;
 import io.pageflux.source.freeze.RunList;
 import java.nio.ByteBuffer;
@@ -166,31 +165,10 @@ public final class SoftDirtyDetector implements PageChangeDetector {
 
     /** Records the digests of every page that passes: hashed if read, the parent's if a hole. */
     ChunkReader wrap(ChunkReader reader) {
-        return new ChunkReader() {
-            @Override
-            public PageChunk next(PooledBuffer buffer) throws Exception {
-                PageChunk chunk = reader.next(buffer);
-                if (chunk != null) {
-                    record(chunk);
-                }
-                return chunk;
-            }
-
-            @Override
-            public boolean exhausted() {
-                return reader.exhausted();
-            }
-
-            @Override
-            public Duration cost(PageChunk chunk) {
-                return reader.cost(chunk);
-            }
-
-            @Override
-            public void close() {
-                reader.close();
-            }
-        };
+        return ChunkReader.mapping(reader, (chunk, buffer) -> {
+            record(chunk);
+            return chunk;
+        });
     }
 
     private void record(PageChunk chunk) {

@@ -161,7 +161,8 @@ public final class DetachedProcess implements AutoCloseable {
         }
     }
 
-    private static int waitExit(Process process) {
+    /** The exit code of {@code process}, or -1 when interrupted while waiting (the interrupt is kept). */
+    static int waitExit(Process process) {
         try {
             return process.waitFor();
         } catch (InterruptedException e) {

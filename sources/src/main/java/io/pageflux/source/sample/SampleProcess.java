@@ -287,15 +287,6 @@ public final class SampleProcess implements AutoCloseable {
         return compiledBinary();
     }
 
-    private static int waitExit(Process process) {
-        try {
-            return process.waitFor();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return -1;
-        }
-    }
-
     /** Compiles vtarget.c once per content hash; the binary lands in {@code java.io.tmpdir}. */
     static synchronized Path compiledBinary() throws IOException {
         byte[] source;
@@ -323,7 +314,7 @@ public final class SampleProcess implements AutoCloseable {
         Process gcc = new ProcessBuilder("gcc", "-O2", "-pthread", "-o", tmp.toString(), c.toString())
                 .redirectErrorStream(true).start();
         String output = new String(gcc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        int code = waitExit(gcc);
+        int code = DetachedProcess.waitExit(gcc);
         if (code != 0) {
             throw new IOException("gcc could not compile the sample target " + c + " (exit " + code + "): " + output
                     + " — install gcc (apt-get install gcc)");
