@@ -6,8 +6,6 @@ import io.pageflux.pipeline.DumpReport;
 import io.pageflux.sink.PageSink;
 import io.netty.handler.ssl.SslContext;
 import io.pageflux.sink.compress.Codec;
-import io.pageflux.source.BufferPool;
-import io.pageflux.source.DataSize;
 import io.pageflux.source.LiveChunkReader;
 import io.pageflux.source.LiveProcess;
 import io.pageflux.source.MemorySource;
@@ -29,6 +27,7 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
@@ -97,14 +96,9 @@ final class DumpCommand implements Callable<Integer> {
                     + "pre-dump (CRIU's read-mode pre-dump: readable regions only, pre-dump inventory).")
     String policy;
 
-    @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M",
-            description = "Memory for page buffers, e.g. 16M, 1G (default ${DEFAULT-VALUE}). The dump never "
-                    + "holds more pages than this, whatever the target's size.")
-    DataSize budget;
+    @Mixin
+    BufferOptions buffers;
 
-    @Option(names = "--chunk-size", paramLabel = "SIZE", defaultValue = "4M",
-            description = "Bytes per read batch and buffer, a multiple of 4K (default ${DEFAULT-VALUE}).")
-    DataSize chunkSize;
 
     @Option(names = "--scanner", paramLabel = "auto|pagemap-scan|pagemap-file", defaultValue = "auto",
             description = "How present pages are found: auto (the PAGEMAP_SCAN ioctl, or /proc/PID/pagemap on kernels "
@@ -168,11 +162,7 @@ final class DumpCommand implements Callable<Integer> {
         if (destination.kind() == Destination.Kind.STDOUT && json) {
             throw CliException.badInput("--to - writes the dump itself to stdout: drop --json (the summary goes to stderr)");
         }
-        try {
-            BufferPool.create(budget, chunkSize);
-        } catch (IllegalArgumentException e) {
-            throw CliException.badInput("--budget " + budget + " --chunk-size " + chunkSize + ": " + e.getMessage(), e);
-        }
+        buffers.check();
         if (destination.kind() == Destination.Kind.DIR) {
             OutputDirs.checkWritable(destination.dir(), force);
         }
@@ -197,8 +187,8 @@ final class DumpCommand implements Callable<Integer> {
         Dump dump = Dump.of(source)
                 .regions(preDump ? RegionPolicy.criuPreDump() : RegionPolicy.criuFullDump())
                 .preDump(preDump)
-                .budget(budget)
-                .chunkSize(chunkSize)
+                .budget(buffers.budget)
+                .chunkSize(buffers.chunkSize)
                 .readThreads(readThreads)
                 .to(sink);
         ProgressBar bar = null;

@@ -3,7 +3,6 @@ package io.pageflux.cli;
 import io.pageflux.pipeline.incremental.Migration;
 import io.pageflux.pipeline.incremental.ParentDump;
 import io.pageflux.sink.pageserver.PageServerSinks;
-import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.ChangeDetection;
@@ -15,6 +14,7 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
@@ -96,21 +96,13 @@ final class MigrateCommand implements Callable<Integer> {
             + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
     boolean noDirectIo;
 
-    @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M", description = "Memory for page buffers "
-            + "(default ${DEFAULT-VALUE}).")
-    DataSize budget;
+    @Mixin
+    BufferOptions buffers;
 
-    @Option(names = "--chunk-size", paramLabel = "SIZE", defaultValue = "4M", description = "Bytes per read batch "
-            + "(default ${DEFAULT-VALUE}).")
-    DataSize chunkSize;
 
     @Override
     public Integer call() {
-        try {
-            BufferPool.create(budget, chunkSize);
-        } catch (IllegalArgumentException e) {
-            throw CliException.badInput("--budget " + budget + " --chunk-size " + chunkSize + ": " + e.getMessage(), e);
-        }
+        buffers.check();
         if (maxPreDumps < 0) {
             throw CliException.badInput("--max-pre-dumps " + maxPreDumps + ": must be 0 or more");
         }
@@ -150,8 +142,8 @@ final class MigrateCommand implements Callable<Integer> {
                 throw FreezeOptions.classify("migration of pid=" + pid, e, false);
             }
         }
-        migration.freezer(f).maxPreDumps(maxPreDumps).thresholdPages(threshold.bytes() / 4096).budget(budget)
-                .chunkSize(chunkSize).verify(verify).onIteration(it -> {
+        migration.freezer(f).maxPreDumps(maxPreDumps).thresholdPages(threshold.bytes() / 4096).budget(buffers.budget)
+                .chunkSize(buffers.chunkSize).verify(verify).onIteration(it -> {
                     out.println(it.line() + " -> " + it.destination());
                     out.flush();
                 });

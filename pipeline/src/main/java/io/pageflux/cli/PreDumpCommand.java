@@ -10,8 +10,6 @@ import io.pageflux.sink.PageSink;
 import io.pageflux.sink.PageSinks;
 import io.pageflux.sink.criu.CriuImageOptions;
 import io.pageflux.sink.pageserver.PageServerSinks;
-import io.pageflux.source.BufferPool;
-import io.pageflux.source.DataSize;
 import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
@@ -25,6 +23,7 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
@@ -113,13 +112,9 @@ final class PreDumpCommand implements Callable<Integer> {
             + "O_DIRECT (the default, which falls back by itself where the file system refuses it).")
     boolean noDirectIo;
 
-    @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "64M", description = "Memory for page buffers "
-            + "(default ${DEFAULT-VALUE}).")
-    DataSize budget;
+    @Mixin
+    BufferOptions buffers;
 
-    @Option(names = "--chunk-size", paramLabel = "SIZE", defaultValue = "4M", description = "Bytes per read batch "
-            + "(default ${DEFAULT-VALUE}).")
-    DataSize chunkSize;
 
     @Option(names = "--json", description = "Print the report as JSON on stdout.")
     boolean json;
@@ -137,11 +132,7 @@ final class PreDumpCommand implements Callable<Integer> {
             throw CliException.badInput("--verify needs --mode dump: a target that runs while it is read cannot equal "
                     + "its images; verify later with: pageflux verify DIR --pid " + pid);
         }
-        try {
-            BufferPool.create(budget, chunkSize);
-        } catch (IllegalArgumentException e) {
-            throw CliException.badInput("--budget " + budget + " --chunk-size " + chunkSize + ": " + e.getMessage(), e);
-        }
+        buffers.check();
         ChangeDetectionOption.requireUsable(detection, pid, freezeMode);
         Path dir = null;
         PageSink sink;
@@ -185,8 +176,8 @@ final class PreDumpCommand implements Callable<Integer> {
             err.flush();
         }
         IncrementalDump dump = IncrementalDump.of(pid).freezer(f).mode(freezeMode).preDump(!full).parent(parentDump)
-                .to(parent.env.sinkDecorator().apply(sink)).budget(budget).chunkSize(chunkSize).verifyFrozen(verify)
-                .changeDetection(detection);
+                .to(parent.env.sinkDecorator().apply(sink)).budget(buffers.budget).chunkSize(buffers.chunkSize)
+                .verifyFrozen(verify).changeDetection(detection);
         if (dir != null) {
             dump = dump.digestsDir(dir);
         } else if (stateDir != null) {
