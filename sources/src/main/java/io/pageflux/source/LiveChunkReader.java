@@ -14,6 +14,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -310,19 +311,40 @@ public final class LiveChunkReader implements ChunkReader {
         if (helpers == null) {
             int id = HELPER_IDS.incrementAndGet();
             AtomicInteger n = new AtomicInteger();
-            helpers = Executors.newFixedThreadPool(readThreads - 1, r -> {
+            ThreadPoolExecutor pool = (ThreadPoolExecutor) Executors.newFixedThreadPool(readThreads - 1, r -> {
                 Thread t = new Thread(r, "pageflux-read-" + pid + "-" + id + "-" + n.incrementAndGet());
                 t.setDaemon(true);
                 return t;
             });
+            try {
+                // all threads now, so that a submit below cannot fail half-way to create one
+                pool.prestartAllCoreThreads();
+            } catch (RuntimeException | Error e) {
+                pool.shutdownNow();
+                throw e;
+            }
+            helpers = pool;
         }
         List<Future<Boolean>> pending = new ArrayList<>(parts - 1);
-        for (int i = 1; i < parts; i++) {
-            int k = i;
-            pending.add(helpers.submit(() -> readPart(k)));
+        boolean whole = false;
+        boolean helpersWhole = true;
+        try {
+            for (int i = 1; i < parts; i++) {
+                int k = i;
+                pending.add(helpers.submit(() -> readPart(k)));
+            }
+            whole = readPart(0);
+        } finally {
+            // wait for every helper started, also when this thread failed: until they return they write
+            // into the buffer, which the caller gives back to the pool on failure
+            helpersWhole = awaitParts(pending);
         }
-        boolean whole = readPart(0);
-        // wait for every helper, even when interrupted: until they return they write into the buffer
+        return whole && helpersWhole;
+    }
+
+    /** Waits for every part, even when interrupted (the interrupt is kept); true when each arrived whole. */
+    private static boolean awaitParts(List<Future<Boolean>> pending) {
+        boolean whole = true;
         boolean interrupted = false;
         for (Future<Boolean> f : pending) {
             while (true) {

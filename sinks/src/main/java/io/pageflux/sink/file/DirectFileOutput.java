@@ -48,6 +48,8 @@ public final class DirectFileOutput implements AutoCloseable {
      */
     public static final int PASS_THROUGH_BYTES = 256 << 10;
 
+    /** The largest file-system block size used as O_DIRECT alignment; the staging buffer holds 16 of them. */
+    static final int MAX_ALIGNMENT = 64 * 1024;
     private static final Logger LOG = Loggers.getLogger(DirectFileOutput.class);
     private static final ByteBuffer EMPTY = ByteBuffer.allocateDirect(0);
 
@@ -87,8 +89,8 @@ public final class DirectFileOutput implements AutoCloseable {
         FileChannel ch = null;
         int blockSize = 4096;
         if (tryDirect) {
+            blockSize = alignment(file);
             try {
-                blockSize = (int) Math.max(4096, Files.getFileStore(file.toAbsolutePath().getParent()).getBlockSize());
                 ch = opener.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
                         ExtendedOpenOption.DIRECT);
             } catch (FileAlreadyExistsException e) {
@@ -103,6 +105,25 @@ public final class DirectFileOutput implements AutoCloseable {
         this.channel = ch != null ? ch : opener.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
         this.block = blockSize;
         this.staging = EMPTY;
+    }
+
+    /**
+     * The alignment used for direct writes: the file system's reported block size when it is a power of
+     * two from 4 KiB to {@value #MAX_ALIGNMENT} bytes, else 4 KiB. The report is the preferred I/O size
+     * ({@code st_blksize}), which network file systems set to megabytes; O_DIRECT needs only the logical
+     * block size (512 or 4096 on every device here), and a block that large would not fit the staging
+     * buffer. If 4 KiB is not enough after all, the first write fails with EINVAL and the file falls back
+     * to the page cache.
+     */
+    private static int alignment(Path file) {
+        long reported;
+        try {
+            reported = Files.getFileStore(file.toAbsolutePath().getParent()).getBlockSize();
+        } catch (IOException | UnsupportedOperationException e) {
+            return 4096;
+        }
+        boolean usable = reported >= 4096 && reported <= MAX_ALIGNMENT && Long.bitCount(reported) == 1;
+        return usable ? (int) reported : 4096;
     }
 
     private void refused(String at, Exception e) {

@@ -69,6 +69,13 @@ final class ClientSession {
     private volatile boolean terminated;
     private PagemapId current;
     private String lastCommand = "none";
+    /** Guards {@link #inBlockingWrite} and {@link #releaseAfterWrite}. */
+    private final Object blockingWriteState = new Object();
+    /** Blocking mode: the reader's thread is inside {@code socket.write}. */
+    private boolean inBlockingWrite;
+    /** Chunks released during a blocking write, given back when it returns. */
+    private final List<ChunkWrites> releaseAfterWrite = new ArrayList<>();
+
     /** The last ADD_F header sent; described only when an error names it (not once per header). */
     private PageServerHeader lastAdd;
     private long bytesSent;
@@ -218,13 +225,20 @@ final class ClientSession {
         }
     }
 
-    /** Blocking mode: writes what {@link #writeRun} gathered; returns when the socket took all of it. */
+    /**
+     * Blocking mode: writes what {@link #writeRun} gathered; returns when the socket took all of it.
+     * Chunks released meanwhile (a cancel, on another thread) go back to their pool only when it returns
+     * or fails: the kernel may still be copying from their buffers.
+     */
     private void writeGathered() {
         if (gather.isEmpty()) {
             return;
         }
         ByteBuffer[] parts = gather.toArray(new ByteBuffer[0]);
         gather.clear();
+        synchronized (blockingWriteState) {
+            inBlockingWrite = true;
+        }
         try {
             int first = 0;
             while (first < parts.length) {
@@ -235,6 +249,14 @@ final class ClientSession {
             }
         } catch (IOException e) {
             throw lost(e);
+        } finally {
+            List<ChunkWrites> deferred;
+            synchronized (blockingWriteState) {
+                inBlockingWrite = false;
+                deferred = new ArrayList<>(releaseAfterWrite);
+                releaseAfterWrite.clear();
+            }
+            deferred.forEach(w -> w.chunk.release());
         }
     }
 
@@ -387,9 +409,19 @@ final class ClientSession {
             }));
         }
 
-        /** Netty writes in order, so when the last write is done (or failed) all are. */
+        /**
+         * Netty writes in order, so when the last write is done (or failed) all are. In blocking mode a
+         * write in progress on the reader's thread may be reading this chunk: then it is released when
+         * that write returns (see {@link #writeGathered}).
+         */
         void releaseWhenWritten() {
             held.remove(this);
+            synchronized (blockingWriteState) {
+                if (inBlockingWrite) {
+                    releaseAfterWrite.add(this);
+                    return;
+                }
+            }
             ChannelFuture f = last;
             if (f == null) {
                 chunk.release();

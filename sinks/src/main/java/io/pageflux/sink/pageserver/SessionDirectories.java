@@ -167,7 +167,9 @@ final class SessionDirectories implements AutoCloseable {
      * Renames a committed hidden directory to {@code base} (or {@code base-2}, {@code base-3}, ... when
      * taken) and syncs DIR.
      */
-    static Path publish(ServerConfig config, Path incoming, String base) throws IOException {
+    static synchronized Path publish(ServerConfig config, Path incoming, String base) throws IOException {
+        // synchronized: sessions finish on different workers, and two with the same base name (a template
+        // without {seq}) must not both find it free
         Path target = config.directory().resolve(base);
         for (int n = 2; Files.exists(target, LinkOption.NOFOLLOW_LINKS); n++) {
             target = config.directory().resolve(base + "-" + n);
@@ -176,6 +178,11 @@ final class SessionDirectories implements AutoCloseable {
         Files.move(incoming, target, StandardCopyOption.ATOMIC_MOVE);
         try (FileChannel d = FileChannel.open(config.directory(), StandardOpenOption.READ)) {
             d.force(true);
+        } catch (IOException e) {
+            // the rename is done and the images were synced before it: a directory that cannot be synced
+            // (some file systems refuse) must not turn a published session into a failed one
+            LOG.warn("page server: cannot sync dir={} after publishing {}: cause=\"{}\"", config.directory(),
+                    target.getFileName(), e.getMessage());
         }
         return target;
     }
@@ -224,14 +231,13 @@ final class SessionDirectories implements AutoCloseable {
         return Optional.empty();
     }
 
-    /** Releases the lock and removes the lock file. */
+    /**
+     * Releases the lock. The lock file stays: the lock, not the file, keeps other servers out, and
+     * deleting it would let a server that opened the old file just before and one that creates a new
+     * file lock two different inodes, and both use DIR.
+     */
     @Override
     public void close() {
-        try {
-            Files.deleteIfExists(directory.resolve(LOCK_FILE));
-        } catch (IOException ignored) {
-            // a stale lock file is harmless: the lock, not the file, keeps other servers out
-        }
         try {
             lock.release();
         } catch (IOException ignored) {

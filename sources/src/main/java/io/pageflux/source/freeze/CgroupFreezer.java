@@ -150,24 +150,37 @@ public final class CgroupFreezer implements Freezer {
                 throw e;
             }
         }
-        long deadline = started + timeout.toNanos();
-        int round = 0;
-        while (!frozen()) {
-            if (System.nanoTime() - deadline > 0) {
-                write("0");
-                watchdog.disarm();
-                throw new FreezeException(pid, "cgroup dir=" + dir + " did not report 'frozen 1' in cgroup.events within "
-                        + timeout + " (a task in uninterruptible sleep?); it was thawed; retry or raise the timeout");
+        try {
+            long deadline = started + timeout.toNanos();
+            int round = 0;
+            while (!frozen()) {
+                if (System.nanoTime() - deadline > 0) {
+                    throw new FreezeException(pid, "cgroup dir=" + dir + " did not report 'frozen 1' in cgroup.events"
+                            + " within " + timeout + " (a task in uninterruptible sleep?); it was thawed; retry or raise"
+                            + " the timeout");
+                }
+                round++;
+                if (round < 16) {
+                    Thread.yield();
+                } else {
+                    LockSupport.parkNanos(Math.min(1_000_000L, 10_000L << Math.min(7, round - 16)));
+                }
             }
-            round++;
-            if (round < 16) {
-                Thread.yield();
-            } else {
-                LockSupport.parkNanos(Math.min(1_000_000L, 10_000L << Math.min(7, round - 16)));
+            long latency = System.nanoTime() - started;
+            return new Frozen(started, latency, procs(), wasFrozen, watchdog);
+        } catch (RuntimeException | Error e) {
+            // no Frozen object will thaw it (cgroup.events or cgroup.procs unreadable, the wait timed out):
+            // thaw now, so that a long-lived JVM does not leave the cgroup frozen
+            if (!wasFrozen) {
+                try {
+                    write("0");
+                    watchdog.disarm();
+                } catch (RuntimeException thawFailed) {
+                    e.addSuppressed(thawFailed); // the watchdog stays armed: it thaws when this JVM exits
+                }
             }
+            throw e;
         }
-        long latency = System.nanoTime() - started;
-        return new Frozen(started, latency, procs(), wasFrozen, watchdog);
     }
 
     /** The watchdog process of one freeze; see the class comment. */

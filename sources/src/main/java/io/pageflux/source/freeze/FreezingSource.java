@@ -313,9 +313,9 @@ public final class FreezingSource implements MemorySource {
         try {
             if (step != null) {
                 return new HoleSkippingReader(runs, it -> new LiveChunkReader(it, pid, options.maxRunsPerRead(),
-                        options.stats()), options.stats());
+                        options.stats(), options.readThreads()), options.stats());
             }
-            return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats());
+            return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats(), options.readThreads());
         } catch (RuntimeException | Error e) {
             if (scan != null) {
                 scan.close();

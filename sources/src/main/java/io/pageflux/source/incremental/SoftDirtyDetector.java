@@ -103,6 +103,13 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         long[] entries = new long[1024];
         for (PlannedRun planned : scanned) {
             PageRun run = planned.run();
+            if (run.pagemap().kind() != PagemapId.Kind.TASK) {
+                // shared memory: a clean bit says only that this process's mapping was not written through;
+                // another process sharing the object (a forked worker, a write(2) into a memfd) may have
+                // changed the page, so it is read and sent whole
+                out.add(planned);
+                continue;
+            }
             int pages = Math.toIntExact(run.pages());
             if (entries.length < pages) {
                 entries = new long[pages];

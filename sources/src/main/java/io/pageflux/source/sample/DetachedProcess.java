@@ -73,18 +73,32 @@ public final class DetachedProcess implements AutoCloseable {
         BufferedReader out = new BufferedReader(new InputStreamReader(shell.getInputStream(), StandardCharsets.US_ASCII));
         List<String> early = new ArrayList<>();
         int pid = -1;
-        while (pid < 0) {
-            String line = out.readLine();
-            if (line == null) {
-                shell.destroyForcibly();
-                throw new IOException("command=" + command + " could not be started under /bin/sh (the shell"
-                        + " exited with " + waitExit(shell) + " before naming its pid)");
+        try {
+            while (pid < 0) {
+                String line = out.readLine();
+                if (line == null) {
+                    throw new IOException("command=" + command + " could not be started under /bin/sh (the shell"
+                            + " exited with " + waitExit(shell) + " before naming its pid)");
+                }
+                if (line.startsWith("pid=")) {
+                    try {
+                        pid = Integer.parseInt(line.substring(4).trim());
+                    } catch (NumberFormatException e) {
+                        throw new IOException("command=" + command + ": the shell named no pid: '" + line + "'", e);
+                    }
+                } else {
+                    early.add(line);
+                }
             }
-            if (line.startsWith("pid=")) {
-                pid = Integer.parseInt(line.substring(4).trim());
-            } else {
-                early.add(line);
+        } catch (IOException | RuntimeException e) {
+            // leave nothing behind: the program ends when its stdin (our pipe) closes, the shell is killed
+            try {
+                shell.getOutputStream().close();
+            } catch (IOException ignored) {
+                // already closed
             }
+            shell.destroyForcibly();
+            throw e;
         }
         // empty: it already ended and the shell reaped it; its output and status are still there to read
         ProcessHandle handle = ProcessHandle.of(pid).orElse(null);

@@ -135,6 +135,27 @@ class SoftDirtyDetectorTest {
     }
 
     @Test
+    void sharedMemoryIsReadWholeWhateverItsBitsSay() throws IOException {
+        // the same clean bits and a parent with every page, but of a shared anonymous object: another process
+        // sharing it may have written the pages without touching this process's page-table entries
+        PagemapId shmem = PagemapId.shmem(4242);
+        PageDigests.Builder b = PageDigests.builder();
+        for (int p = 0; p < 16; p++) {
+            b.add(PM, X + p * 4096L, 1000 + p);
+            b.add(shmem, p * 4096L, 2000 + p);
+        }
+        Recorded kernel = new Recorded(fixture(), true);
+        SoftDirtyDetector detector = new SoftDirtyDetector(b.build(7, 42).withSoftDirtyCleared(true), 7, kernel);
+        RunList scanned = new RunList();
+        PlannedRun shared = new PlannedRun(new PageRun(X, 16, shmem, 0, LAZY), ReadVia.PROCESS_VM_READV);
+        scanned.add(shared);
+        List<PlannedRun> runs = new ArrayList<>();
+        detector.afterScan(scanned).forEach(runs::add);
+        assertEquals(List.of(shared), runs, "no hole in shared memory");
+        assertTrue(kernel.events.contains("clear pid=7"), "the bits are still cleared: " + kernel.events);
+    }
+
+    @Test
     void withoutAParentEveryPageIsReadAndTheBitsAreStillCleared() throws IOException {
         Recorded kernel = new Recorded(fixture(), true);
         SoftDirtyDetector detector = new SoftDirtyDetector(PageDigests.empty(), 7, kernel);
