@@ -14,6 +14,7 @@ import io.pageflux.source.freeze.FreezeMode;
 import io.pageflux.source.freeze.FreezeRecord;
 import io.pageflux.source.freeze.Freezer;
 import io.pageflux.source.incremental.ChangeDetection;
+import io.pageflux.source.incremental.PageDigests;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -78,12 +79,15 @@ final class PreDumpCommand implements Callable<Integer> {
     }
 
     @Option(names = "--parent", paramLabel = "DIR", description = "An earlier dump of this process: unchanged pages "
-            + "become holes against it. With --to tcp:// also the --state DIR of an earlier pre-dump to the server.")
+            + "become holes against it.")
     Path parentDir;
 
-    @Option(names = "--state", paramLabel = "DIR", description = "With --to tcp://: keep this pre-dump's page digests "
-            + "in DIR (created), so that the next pre-dump can name DIR as its --parent.")
+    @Option(names = "--state", paramLabel = "DIR", description = "With --to tcp://: the page digests of the previous "
+            + "pre-dump to this server (the parent, if DIR has them), replaced by this pre-dump's when it succeeds.")
     Path stateDir;
+
+    /** In a --state directory while a pre-dump runs: its digests are not those of the server's newest session. */
+    static final String STATE_PENDING = "pageflux-state.pending";
 
     @Option(names = "--mode", paramLabel = "pre-dump|dump", defaultValue = "pre-dump",
             description = "Frozen for the scan only (pre-dump, default) or until the images are written (dump).")
@@ -136,6 +140,7 @@ final class PreDumpCommand implements Callable<Integer> {
         ChangeDetectionOption.requireUsable(detection, pid, freezeMode);
         Path dir = null;
         PageSink sink;
+        boolean stateParent = false;
         if (output.out != null || output.to.startsWith("dir:")) {
             dir = output.out != null ? output.out : Destination.parse(output.to).dir();
             if (stateDir != null) {
@@ -148,11 +153,14 @@ final class PreDumpCommand implements Callable<Integer> {
             if (verify) {
                 throw CliException.badInput("--verify needs local images (--out DIR)");
             }
-            if (stateDir != null) {
-                OutputDirs.checkWritable(stateDir, force);
+            if (stateDir != null && parentDir != null) {
+                throw CliException.badInput("--state " + stateDir + " --parent " + parentDir + ": with --state the"
+                        + " state directory is the parent (the previous pre-dump to this server); drop --parent");
             }
+            stateParent = stateDir != null && Files.exists(stateDir.resolve(PageDigests.FILE_NAME))
+                    && !Files.exists(stateDir.resolve(STATE_PENDING));
             try {
-                sink = PageServerSinks.connect(output.to).askParent(parentDir != null);
+                sink = PageServerSinks.connect(output.to).askParent(parentDir != null || stateParent);
             } catch (IllegalArgumentException e) {
                 throw CliException.badInput("--to " + output.to + ": " + e.getMessage(), e);
             }
@@ -163,14 +171,18 @@ final class PreDumpCommand implements Callable<Integer> {
         Freezer f = FreezeOptions.freezer(freezer, pid);
         ParentDump parentDump;
         try {
-            boolean stateOnly = parentDir != null && dir == null && !Files.exists(parentDir.resolve("inventory.img"));
-            parentDump = parentDir == null ? null
-                    : stateOnly ? ParentDump.fromState(parentDir, pid) : ParentDump.open(parentDir, pid);
+            parentDump = stateParent ? ParentDump.fromState(stateDir, pid)
+                    : parentDir == null ? null : ParentDump.open(parentDir, pid);
         } catch (RuntimeException e) {
             throw FreezeOptions.classify("pre-dump of pid=" + pid, e, false);
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
+        if (stateDir != null && Files.exists(stateDir.resolve(STATE_PENDING))) {
+            err.println("pageflux: warning: state=" + stateDir + " belongs to a pre-dump that did not finish (the server"
+                    + " may hold a session these digests do not describe): every page is written this time");
+            err.flush();
+        }
         if (parentDump != null && parentDump.fallback().isPresent()) {
             err.println("pageflux: warning: " + parentDump.fallback().get());
             err.flush();
@@ -182,9 +194,13 @@ final class PreDumpCommand implements Callable<Integer> {
             dump = dump.digestsDir(dir);
         } else if (stateDir != null) {
             try {
+                // marked pending until the new digests are in place: a pre-dump that dies after the server
+                // committed its session would otherwise leave digests of an older session as the parent
                 Files.createDirectories(stateDir);
+                Files.writeString(stateDir.resolve(STATE_PENDING), "pre-dump of pid=" + pid + " to " + output.to
+                        + " started; this file goes when its digests are written\n");
             } catch (IOException e) {
-                throw CliException.badInput("--state " + stateDir + ": cannot create it: " + e.getMessage(), e);
+                throw CliException.badInput("--state " + stateDir + ": cannot write in it: " + e.getMessage(), e);
             }
             dump = dump.digestsDir(stateDir);
         }
@@ -201,6 +217,15 @@ final class PreDumpCommand implements Callable<Integer> {
                 bar.close();
             }
             throw FreezeOptions.classify("pre-dump of pid=" + pid, e, true);
+        }
+        if (stateDir != null && report.digestsFile().isPresent()) {
+            try {
+                Files.delete(stateDir.resolve(STATE_PENDING));
+            } catch (IOException e) {
+                err.println("pageflux: warning: cannot remove " + stateDir.resolve(STATE_PENDING) + " (" + e.getMessage()
+                        + "): the next pre-dump with this state writes every page");
+                err.flush();
+            }
         }
         if (json) {
             out.println(json(report).toPrettyString());

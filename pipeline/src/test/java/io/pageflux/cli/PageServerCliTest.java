@@ -1,6 +1,7 @@
 package io.pageflux.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.sink.criu.ImageDirectory;
@@ -80,15 +81,15 @@ class PageServerCliTest {
     }
 
     /**
-     * Two separate pre-dump commands to a chaining server: the first keeps its digests in a local --state
-     * directory, the second names it as --parent, so only the rewritten pages travel and the server links
-     * the second session to the first; the chain then equals the target, byte for byte.
+     * Separate pre-dump commands to a chaining server with one rolling --state directory: the first keeps its
+     * digests there, the second uses them as its parent, so only the rewritten pages travel and the server
+     * links the second session to the first; the chain then equals the target, byte for byte. A state left
+     * pending by a pre-dump that did not finish makes the next one write every page.
      */
     @Test
-    void separatePreDumpsOverTcpChainThroughALocalStateDirectory() throws Exception {
+    void separatePreDumpsOverTcpChainThroughARollingStateDirectory() throws Exception {
         Path received = Files.createDirectory(tmp.resolve("received"));
-        Path state1 = tmp.resolve("state-1");
-        Path state2 = tmp.resolve("state-2");
+        Path state = tmp.resolve("state");
         try (SampleProcess target = SampleProcess.start(4, false);
              PageServer server = PageServer.builder().directory(received).port(0).chain(true).start()) {
             List<SessionEvent.Completed> sessions = new CopyOnWriteArrayList<>();
@@ -96,22 +97,17 @@ class PageServerCliTest {
             String pid = Integer.toString(target.pid());
             String uri = "tcp://127.0.0.1:" + server.boundPort();
 
-            Cli.Result first = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--state", state1.toString());
+            Cli.Result first = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--state", state.toString());
             assertEquals(0, first.exit(), first.toString());
-            assertTrue(Files.isRegularFile(state1.resolve("pageflux-digests.bin")), "the digests stay local");
-            try (Stream<Path> files = Files.list(state1)) {
+            try (Stream<Path> files = Files.list(state)) {
                 assertEquals(List.of("pageflux-digests.bin"), files.map(f -> f.getFileName().toString()).toList(),
-                        "no images in the state directory: they went to the server");
+                        "only the digests stay local (the images went to the server), and no pending mark");
             }
             long rewritten = target.rewrite();
 
-            Cli.Result second = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--parent", state1.toString(),
-                    "--state", state2.toString());
+            Cli.Result second = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--state", state.toString());
             assertEquals(0, second.exit(), second.toString());
-            for (int i = 0; i < 200 && sessions.size() < 2; i++) {
-                Thread.sleep(25); // the event may trail the CLOSE answer the client returned on
-            }
-            assertEquals(2, sessions.size(), sessions.toString());
+            awaitSessions(sessions, 2);
             Path dir1 = sessions.get(0).directory().orElseThrow();
             Path dir2 = sessions.get(1).directory().orElseThrow();
             ImageDirectory images = ImageDirectory.open(dir2).verify();
@@ -125,7 +121,26 @@ class PageServerCliTest {
             // the target is idle now: the server's chain equals its memory
             Cli.Result verified = Cli.run("verify", dir2.toString(), "--pid", pid);
             assertEquals(0, verified.exit(), verified.toString());
+
+            // a pre-dump that died after the server committed leaves the state pending: no holes next time
+            Files.writeString(state.resolve(PreDumpCommand.STATE_PENDING), "crashed\n");
+            Cli.Result third = Cli.run("pre-dump", "--pid", pid, "--to", uri, "--state", state.toString());
+            assertEquals(0, third.exit(), third.toString());
+            assertTrue(third.err().contains("belongs to a pre-dump that did not finish"), third.err());
+            awaitSessions(sessions, 3);
+            ImageDirectory whole = ImageDirectory.open(sessions.get(2).directory().orElseThrow()).verify();
+            assertEquals(0, whole.parentPages(), "every page written");
+            assertTrue(whole.presentPages() >= ImageDirectory.open(dir1).presentPages() - 64, whole.presentPages()
+                    + " pages");
+            assertFalse(Files.exists(state.resolve(PreDumpCommand.STATE_PENDING)), "the state is good again");
         }
+    }
+
+    private static void awaitSessions(List<SessionEvent.Completed> sessions, int n) throws InterruptedException {
+        for (int i = 0; i < 200 && sessions.size() < n; i++) {
+            Thread.sleep(25); // the event may trail the CLOSE answer the client returned on
+        }
+        assertEquals(n, sessions.size(), sessions.toString());
     }
 
     @Test
@@ -137,6 +152,11 @@ class PageServerCliTest {
                     state.toString());
             assertEquals(2, onlyTcp.exit(), onlyTcp.toString());
             assertTrue(onlyTcp.err().contains("--state " + state + " is for --to tcp:// only"), onlyTcp.err());
+
+            Cli.Result both = Cli.run("pre-dump", "--pid", pid, "--to", "tcp://127.0.0.1:9", "--state",
+                    state.toString(), "--parent", tmp.toString());
+            assertEquals(2, both.exit(), both.toString());
+            assertTrue(both.err().contains("the state directory is the parent"), both.err());
 
             Files.createDirectories(state);
             Cli.Result made = Cli.run("pre-dump", "--pid", pid, "--out", tmp.resolve("d0").toString());

@@ -57,8 +57,8 @@ public record ParentDump(Path dir, long dumpUptime, PageDigests digests, Optiona
         }
         if (!Files.exists(dir.resolve("inventory.img")) && Files.exists(dir.resolve(PageDigests.FILE_NAME))) {
             throw new ParentDumpException(dir, "parent=" + dir + " holds only the page digests of a pre-dump sent to a"
-                    + " page server (pre-dump --state), no images: local images cannot link to it; use it as --parent"
-                    + " of a pre-dump --to tcp://HOST:PORT, or name a directory of images");
+                    + " page server (pre-dump --state), no images: local images cannot link to it; pass it as --state"
+                    + " to the next pre-dump --to tcp://HOST:PORT, or name a directory of images");
         }
         ImageDirectory images;
         try {
@@ -127,8 +127,10 @@ public record ParentDump(Path dir, long dumpUptime, PageDigests digests, Optiona
     /**
      * A parent known by the digests file a pre-dump to a page server left in a local state directory
      * ({@code pre-dump --to tcp://... --state DIR}): the images are on the server, which must link the new
-     * session to that dump (a chaining page server does). Checks that the digests are of {@code pid},
-     * then the pid-reuse check of {@link #inMemory}.
+     * session to exactly that dump — a chaining page server links it to the pid's newest session, so the
+     * state must be that of the last pre-dump sent there (the CLI keeps one rolling state directory and
+     * marks it pending while a pre-dump runs). Checks that the digests are of {@code pid}, then the
+     * pid-reuse check of {@link #inMemory}.
      *
      * @throws ParentDumpException the directory or its digests file is missing, damaged, or of another pid
      */
