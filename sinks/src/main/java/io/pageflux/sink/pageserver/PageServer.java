@@ -173,7 +173,14 @@ public final class PageServer implements AutoCloseable {
             }
         }
         workers.dispose();
-        sessions.close();
+        if (active.isEmpty()) {
+            sessions.close();
+        } else {
+            // a session still ends (a slow fsync, a blocked GET): keep DIR locked, so that a new server does
+            // not take its files for a crashed server's leftovers; the lock goes when this JVM exits
+            LOG.warn("page server stop: {} session(s) still ending after 10 s; dir={} stays locked until this"
+                    + " process exits", active.size(), config.directory());
+        }
         synchronized (events) {
             events.tryEmitComplete();
         }
