@@ -10,8 +10,9 @@
 #   socat -b 1M file -> TCP -> file       the same number of bytes, plainly copied over loopback
 # and prints MiB/s of the best run and the ratios. pageflux's rate is its own report's (read + send
 # + the server's CLOSE answer, which comes after the pages are written and fsynced; no JVM start-up).
-# The server's DIR, socat's source and target are all under --base (default /dev/shm, a tmpfs, so
-# that the disk does not decide the result; use a disk path to include it). Run it alone:
+# The server writes through the page cache (--no-direct-io), as socat does. Its DIR, socat's source
+# and target are all under --base (default /dev/shm, a tmpfs, so that the disk does not decide the
+# result; use a disk path to include it). Run it alone:
 #   flock -x /tmp/pf.lock benchmarks/page-server.sh
 # Profile with PAGEFLUX_JAVA_OPTS='-XX:StartFlightRecording=filename=/tmp/x.jfr' (client and server);
 # PAGEFLUX_CLIENT_JAVA_OPTS adds JVM options to the dumping clients only (e.g. JIT settings).
@@ -52,7 +53,7 @@ target_pid=$!
 for _ in $(seq 1 600); do [ -s "$work/target.out" ] && break; sleep 0.1; done
 
 mkdir "$work/recv"
-"$root/pageflux" page-server --dir "$work/recv" --port 0 > "$work/server.out" 2>"$work/server.err" &
+"$root/pageflux" page-server --dir "$work/recv" --port 0 --no-direct-io > "$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 port=""
 for _ in $(seq 1 300); do

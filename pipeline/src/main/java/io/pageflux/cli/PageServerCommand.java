@@ -61,6 +61,10 @@ final class PageServerCommand implements Callable<Integer> {
             + "the same pid in DIR (incremental pre-dumps and migrate --to tcp://).")
     boolean chain;
 
+    @Option(names = "--no-direct-io", description = "Write the sessions' pages files through the page cache instead "
+            + "of with O_DIRECT (faster on a tmpfs, or when the images are read back at once).")
+    boolean noDirectIo;
+
     @Option(names = "--tls-cert", paramLabel = "PEM", description = "Server certificate (PEM); enables TLS.")
     Path tlsCert;
 
@@ -96,7 +100,7 @@ final class PageServerCommand implements Callable<Integer> {
         if (parentImages != null) {
             builder = builder.parentImages(parentImages);
         }
-        builder = builder.chain(chain);
+        builder = builder.chain(chain).directIo(!noDirectIo);
         if (tlsCert != null || tlsKey != null) {
             if (tlsCert == null || tlsKey == null) {
                 throw CliException.badInput("TLS needs both --tls-cert and --tls-key");

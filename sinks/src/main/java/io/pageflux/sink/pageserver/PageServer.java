@@ -286,6 +286,7 @@ public final class PageServer implements AutoCloseable {
         private Duration idleTimeout = Duration.ofSeconds(60);
         private String template = ServerConfig.DEFAULT_TEMPLATE;
         private boolean chain;
+        private boolean directIo = true;
 
         private Builder() {
         }
@@ -330,6 +331,17 @@ public final class PageServer implements AutoCloseable {
          */
         public Builder chain(boolean chain) {
             this.chain = chain;
+            return this;
+        }
+
+        /**
+         * Whether the sessions' pages files are written with O_DIRECT (default {@code true}, as local dumps;
+         * see {@code ImageDirectoryWriter.Options.withDirectIo}). Network data arrives unaligned, so direct
+         * writes go through a staging copy: on a tmpfs, or where the received images are read back at once,
+         * {@code false} (the page cache) is faster.
+         */
+        public Builder directIo(boolean directIo) {
+            this.directIo = directIo;
             return this;
         }
 
@@ -410,7 +422,7 @@ public final class PageServer implements AutoCloseable {
             }
             Optional<Path> link = parent.map(p -> Path.of("..").resolve(dir.relativize(p)));
             ServerConfig config = new ServerConfig(dir, parent, link, maxPagesPerHeader, maxBytesPerSession,
-                    idleTimeout, template, PageRun.PAGE_SIZE, chain);
+                    idleTimeout, template, PageRun.PAGE_SIZE, chain, directIo);
             return new PageServer(this, config, SessionDirectories.open(config));
         }
     }

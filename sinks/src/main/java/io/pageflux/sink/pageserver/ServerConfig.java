@@ -17,7 +17,8 @@ import java.util.regex.Pattern;
  * @param chain         link each session that asks PARENT to the newest completed session of its pid
  */
 record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> parentLink, long maxPagesPerHeader,
-                    long maxBytesPerSession, Duration idleTimeout, String template, int pageSize, boolean chain) {
+                    long maxBytesPerSession, Duration idleTimeout, String template, int pageSize, boolean chain,
+                    boolean directIo) {
 
     static final String DEFAULT_TEMPLATE = "{pid}-{time}-{seq}";
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC);

@@ -346,7 +346,8 @@ final class ServerSession implements WireDecoder.Listener {
     private void open(PagemapId pm) {
         if (writer == null) {
             ImageDirectoryWriter.Options options = ImageDirectoryWriter.Options.defaults()
-                    .withFirstPagesId(ImageDirectoryWriter.Options.PAGE_SERVER_FIRST_PAGES_ID);
+                    .withFirstPagesId(ImageDirectoryWriter.Options.PAGE_SERVER_FIRST_PAGES_ID)
+                    .withDirectIo(config.directIo());
             Optional<Path> link = config.chain() ? chainParent.map(this::parentLink) : config.parentLink();
             if (link.isPresent()) {
                 options = options.withParentLink(link.get());

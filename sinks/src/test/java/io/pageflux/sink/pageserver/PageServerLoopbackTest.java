@@ -75,6 +75,20 @@ class PageServerLoopbackTest {
     }
 
     @Test
+    void aServerWritingThroughThePageCacheWritesTheSameFiles() throws Exception {
+        var runs = Vectors.runs(Vectors.dir("full-dump"), 0);
+        Path local = tmp.resolve("local");
+        PageSinks.criuImages(local).write(context(), TestChunks.stream(runs, pool)).block();
+        try (PageServer server = PageServer.builder().directory(tmp.resolve("in")).port(0).directIo(false).start();
+             EventLog log = new EventLog(server)) {
+            PageServerSinks.connect("127.0.0.1", server.boundPort()).write(context(), TestChunks.stream(runs, pool))
+                    .block();
+            SessionEvent.Completed done = assertInstanceOf(SessionEvent.Completed.class, log.awaitEnd());
+            ImageCompare.assertSameExceptPagesIds(local, done.directory().orElseThrow());
+        }
+    }
+
+    @Test
     void liveSampleProcessTeedToLocalAndRemoteGivesTheSameFiles() throws Exception {
         Path local = tmp.resolve("local");
         try (SampleProcess target = SampleProcess.start();
