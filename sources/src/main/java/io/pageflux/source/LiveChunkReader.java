@@ -99,6 +99,14 @@ public final class LiveChunkReader implements ChunkReader {
     }
 
     /**
+     * A reader of {@code runs} as {@code options} ask: runs per call, stats and read threads. The one place
+     * live sources build their reader, so that no option is dropped on one path.
+     */
+    public static LiveChunkReader of(Iterator<PlannedRun> runs, int pid, ReadOptions options) {
+        return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats(), options.readThreads());
+    }
+
+    /**
      * @param readThreads threads copying each large batch, 1..{@value #MAX_READ_THREADS} (see the class
      *                    description); 1 reads on the calling thread only
      */

@@ -127,7 +127,7 @@ public final class LiveProcess implements MemorySource {
         PageScan scan = PageScan.open(pid, regions, options.policy(), scanner, options.stats(),
                 options.countPlanned());
         try {
-            return new LiveChunkReader(scan, pid, options.maxRunsPerRead(), options.stats(), options.readThreads());
+            return LiveChunkReader.of(scan, pid, options);
         } catch (RuntimeException | Error e) {
             scan.close();
             throw e;

@@ -11,7 +11,6 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * Freezes a whole cgroup v2 (a container, a systemd unit) by writing {@code 1} to its
@@ -159,12 +158,7 @@ public final class CgroupFreezer implements Freezer {
                             + " within " + timeout + " (a task in uninterruptible sleep?); it was thawed; retry or raise"
                             + " the timeout");
                 }
-                round++;
-                if (round < 16) {
-                    Thread.yield();
-                } else {
-                    LockSupport.parkNanos(Math.min(1_000_000L, 10_000L << Math.min(7, round - 16)));
-                }
+                StopWait.pause(++round);
             }
             long latency = System.nanoTime() - started;
             return new Frozen(started, latency, procs(), wasFrozen, watchdog);

@@ -312,10 +312,9 @@ public final class FreezingSource implements MemorySource {
                                ReadOptions options) {
         try {
             if (step != null) {
-                return new HoleSkippingReader(runs, it -> new LiveChunkReader(it, pid, options.maxRunsPerRead(),
-                        options.stats(), options.readThreads()), options.stats());
+                return new HoleSkippingReader(runs, it -> LiveChunkReader.of(it, pid, options), options.stats());
             }
-            return new LiveChunkReader(runs, pid, options.maxRunsPerRead(), options.stats(), options.readThreads());
+            return LiveChunkReader.of(runs, pid, options);
         } catch (RuntimeException | Error e) {
             if (scan != null) {
                 scan.close();

@@ -16,7 +16,6 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.locks.LockSupport;
 import java.util.function.BiConsumer;
 
 /**
@@ -374,12 +373,7 @@ public final class ThreadFreezer implements Freezer {
                             + ": tid:state=" + states + " (D = uninterruptible sleep, e.g. I/O or a vfork);"
                             + " the target was thawed; retry, or raise the stop timeout");
                 }
-                round++;
-                if (round < 16) {
-                    Thread.yield();
-                } else {
-                    LockSupport.parkNanos(Math.min(1_000_000L, 10_000L << Math.min(7, round - 16)));
-                }
+                StopWait.pause(++round);
             }
         }
 
