@@ -86,7 +86,10 @@ class PageServerSinkErrorsTest {
         try (PageServer server = PageServer.builder().directory(in).port(0).start(); EventLog log = new EventLog(server)) {
             CompletableFuture<Void> firstChunk = new CompletableFuture<>();
             Disposable dump = PageServerSinks.connect("127.0.0.1", server.boundPort())
-                    .write(context(), chunks().doOnNext(c -> firstChunk.complete(null))).subscribe();
+                    // the source never ends, so the cancel always lands mid-dump: the blocking client could
+                    // otherwise send every chunk and CLOSE before dispose() runs
+                    .write(context(), chunks().concatWith(Flux.never()).doOnNext(c -> firstChunk.complete(null)))
+                    .subscribe();
             firstChunk.get();
             dump.dispose();
             SessionEvent.Failed failed = assertInstanceOf(SessionEvent.Failed.class, log.awaitEnd());
