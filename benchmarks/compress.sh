@@ -4,6 +4,7 @@
 #
 #   benchmarks/compress.sh [--gib N] [--runs 2] [--budget 64M] [--corpus "usr/share usr/lib"] [--out DIR]
 #                          [--methods pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,...]
+#                          [--disk-limit RATE]
 #
 # Needs: gcc, tar, python3 and the CLIs `zstd` and `lz4` (Debian:
 # apt-get install -y zstd lz4); root or CAP_SYS_PTRACE. Run it on a quiet machine (on the shared
@@ -30,6 +31,13 @@
 # allow it), so every time ends with the output fsynced: pageflux fsyncs every file and the
 # directory before it renames it into place, the C pipelines end with `sync FILE` (fsync).
 #
+# --disk-limit RATE (e.g. 400M: bytes per second, K/M/G = 1024-based) emulates a slower disk: every
+# method runs in a cgroup whose writes to the output's disk are throttled to RATE (cgroup v2 io.max
+# wbps, or v1 blkio.throttle.write_bps_device). A v1 throttle only sees direct I/O (buffered writeback
+# is issued by the kernel's flusher, outside the cgroup), so with --disk-limit the default methods are
+# the O_DIRECT ones: pf-raw, pf-lz4, pf-zstd1, pf-zstd3 (pageflux writes pages files with O_DIRECT)
+# and c-raw-direct, c-lz4-direct, c-zstd1-direct, c-zstd3-direct. Needs root.
+#
 # Reported per method (best = shortest wall time of the runs): wall time from launch to the data
 # on disk (for pageflux this includes JVM start-up, ~0.3 s; its own report's duration, without
 # start-up, is shown beside it), output size, ratio = raw bytes / output bytes, and GiB/s = raw
@@ -40,7 +48,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 gib=2 runs=2 budget=64M corpus="usr/share usr/lib" outdir=/var/tmp
 all_methods=pf-raw,pf-raw-pc,pf-lz4,pf-zstd1,pf-zstd3,c-raw,c-lz4,c-zstd1,c-zstd3,c-raw-direct,c-lz4-direct,c-zstd1-direct,c-zstd3-direct
-selected=$all_methods
+direct_methods=pf-raw,pf-lz4,pf-zstd1,pf-zstd3,c-raw-direct,c-lz4-direct,c-zstd1-direct,c-zstd3-direct
+selected="" disk_limit=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --gib) gib="$2"; shift 2 ;;
@@ -49,16 +58,25 @@ while [ $# -gt 0 ]; do
     --corpus) corpus="$2"; shift 2 ;;
     --out) outdir="$2"; shift 2 ;;
     --methods) selected="$2"; shift 2 ;;
+    --disk-limit) disk_limit="$2"; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
+if [ -z "$selected" ]; then
+  if [ -n "$disk_limit" ]; then selected=$direct_methods; else selected=$all_methods; fi
+fi
 for tool in gcc tar python3 zstd lz4; do
   command -v "$tool" >/dev/null || { echo "compress.sh needs $tool (apt-get install -y zstd lz4 gcc tar python3)" >&2; exit 2; }
 done
 
 work="$(mktemp -d "$outdir/pageflux-cbench.XXXXXX")"
-target_pid="" holder="" feeder=""
+target_pid="" holder="" feeder="" limit_cgroup=""
 cleanup() {
+  if [ -n "$limit_cgroup" ]; then
+    # back to the parent cgroup, then remove ours (empty once our children have ended)
+    echo $$ > "$(dirname "$limit_cgroup")/cgroup.procs" 2>/dev/null || true
+    rmdir "$limit_cgroup" 2>/dev/null || true
+  fi
   [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null || true
   [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
   [ -n "$feeder" ] && kill "$feeder" 2>/dev/null || true
@@ -85,6 +103,35 @@ wait "$feeder" 2>/dev/null || true
 feeder=""
 echo "target pid=$target_pid: ${gib} GiB filled from 'tar -cf - -C / $corpus'; budget=$budget;" \
      "output on $(df --output=source "$work" | tail -n 1) ($work); best of $runs runs; $(nproc) cores"
+
+# --disk-limit: this shell (and so every method it starts from now on) joins a cgroup whose writes to
+# the output's disk are throttled.
+limit_disk() { # RATE
+  local rate dev parent majmin
+  rate=$(numfmt --from=iec "$1") || { echo "--disk-limit $1: not a rate (e.g. 400M)" >&2; exit 2; }
+  dev=$(df --output=source "$work" | tail -n 1)
+  parent=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -n 1 || true)
+  [ -n "$parent" ] && dev="/dev/$parent"   # throttles apply to whole disks, not partitions
+  majmin=$(lsblk -dno MAJ:MIN "$dev" 2>/dev/null | tr -d ' ' || true)
+  [ -n "$majmin" ] || { echo "--disk-limit: cannot find the block device of $work (source $dev)" >&2; exit 2; }
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw io /sys/fs/cgroup/cgroup.controllers \
+      || { echo "--disk-limit: the cgroup v2 io controller is not available" >&2; exit 2; }
+    echo +io > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    limit_cgroup=/sys/fs/cgroup/pageflux-disk-limit.$$
+    mkdir "$limit_cgroup"
+    echo "$majmin wbps=$rate" > "$limit_cgroup/io.max"
+  elif [ -f /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device ]; then
+    limit_cgroup=/sys/fs/cgroup/blkio/pageflux-disk-limit.$$
+    mkdir "$limit_cgroup"
+    echo "$majmin $rate" > "$limit_cgroup/blkio.throttle.write_bps_device"
+  else
+    echo "--disk-limit: no cgroup io controller (v2 io.max or v1 blkio throttle) on this machine" >&2; exit 2
+  fi
+  echo $$ > "$limit_cgroup/cgroup.procs"
+  echo "writes to $dev ($majmin) throttled to $1/s (cgroup $limit_cgroup)"
+}
+[ -n "$disk_limit" ] && limit_disk "$disk_limit"
 
 now() { date +%s.%N; }
 size_of() { du -sb "$1" | cut -f1; }
