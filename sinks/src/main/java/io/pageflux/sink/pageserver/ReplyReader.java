@@ -77,16 +77,18 @@ final class ReplyReader {
     /** The next {@code n} bytes the server sends, in answer to {@code command}. */
     Mono<ByteBuffer> expect(int n, String command) {
         return Mono.create(sink -> {
+            Completion done;
             synchronized (this) {
                 if (failure != null) {
-                    sink.error(failure);
-                    return;
+                    done = new Completion(sink, null, failure);
+                } else {
+                    expected = n;
+                    expectedFor = command;
+                    waiter = sink;
+                    done = takeReply();
                 }
-                expected = n;
-                expectedFor = command;
-                waiter = sink;
-                deliver();
             }
+            done.run();
         });
     }
 
@@ -108,27 +110,33 @@ final class ReplyReader {
     }
 
     /** {@code n} bytes from the server; only the first {@code bytes.length} are kept (more is an error anyway). */
-    private synchronized void onBytes(byte[] bytes, int n) {
-        // a reply may arrive before expect() is subscribed: keep it; more than any reply is an error
-        if (have + n > pending.length || (waiter != null && have + n > expected)) {
-            fail(unexpected(have + n - (waiter != null ? expected : 0)));
-            return;
+    private void onBytes(byte[] bytes, int n) {
+        Completion done;
+        synchronized (this) {
+            // a reply may arrive before expect() is subscribed: keep it; more than any reply is an error
+            if (have + n > pending.length || (waiter != null && have + n > expected)) {
+                done = fail(unexpected(have + n - (waiter != null ? expected : 0)));
+            } else {
+                System.arraycopy(bytes, 0, pending, have, n);
+                have += n;
+                done = takeReply();
+            }
         }
-        System.arraycopy(bytes, 0, pending, have, n);
-        have += n;
-        deliver();
+        done.run();
     }
 
-    private void deliver() {
-        if (waiter != null && have >= expected) {
-            ByteBuffer reply = ByteBuffer.allocate(expected).order(ByteOrder.LITTLE_ENDIAN);
-            reply.put(pending, 0, expected).flip();
-            System.arraycopy(pending, expected, pending, 0, have - expected);
-            have -= expected;
-            MonoSink<ByteBuffer> w = waiter;
-            waiter = null;
-            w.success(reply);
+    /** The waiter and its reply if all of the reply's bytes are here (under the lock; run it after). */
+    private Completion takeReply() {
+        if (waiter == null || have < expected) {
+            return Completion.NONE;
         }
+        ByteBuffer reply = ByteBuffer.allocate(expected).order(ByteOrder.LITTLE_ENDIAN);
+        reply.put(pending, 0, expected).flip();
+        System.arraycopy(pending, expected, pending, 0, have - expected);
+        have -= expected;
+        MonoSink<ByteBuffer> w = waiter;
+        waiter = null;
+        return new Completion(w, reply, null);
     }
 
     /** Completes once the server has closed the connection (EOF) or it failed. */
@@ -136,19 +144,27 @@ final class ReplyReader {
         return ended.asMono();
     }
 
-    private synchronized void onError(Throwable t) {
+    private void onError(Throwable t) {
+        Completion done;
+        synchronized (this) {
+            done = fail(new PageServerException("page server connection failed: server=" + server + " while="
+                    + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
+                    + "; the server keeps nothing from this session: check the server's log and retry", t));
+        }
         ended.tryEmitEmpty();
-        fail(new PageServerException("page server connection failed: server=" + server + " while="
-                + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
-                + "; the server keeps nothing from this session: check the server's log and retry", t));
+        done.run();
     }
 
-    private synchronized void onEof() {
+    private void onEof() {
+        Completion done;
+        synchronized (this) {
+            done = fail(new PageServerException("page server closed the connection: server=" + server + " while="
+                    + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
+                    + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
+                    + " and keeps nothing from it: fix the cause and retry the dump"));
+        }
         ended.tryEmitEmpty();
-        fail(new PageServerException("page server closed the connection: server=" + server + " while="
-                + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
-                + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
-                + " and keeps nothing from it: fix the cause and retry the dump"));
+        done.run();
     }
 
     private PageServerException unexpected(int extra) {
@@ -157,14 +173,36 @@ final class ReplyReader {
                 + "; it does not speak the CRIU page-server protocol as expected: check host and port");
     }
 
-    private void fail(PageServerException e) {
+    /** Records the first failure; returns the waiter to fail with it (under the lock; run it after). */
+    private Completion fail(PageServerException e) {
         if (failure == null) {
             failure = e;
         }
-        if (waiter != null) {
-            MonoSink<ByteBuffer> w = waiter;
-            waiter = null;
-            w.error(failure);
+        if (waiter == null) {
+            return Completion.NONE;
+        }
+        MonoSink<ByteBuffer> w = waiter;
+        waiter = null;
+        return new Completion(w, null, failure);
+    }
+
+    /**
+     * A waiter to complete, decided under the lock and run after it is released: completing a sink runs
+     * the dump's next steps on this thread, which must not hold this reader's lock meanwhile (they may
+     * wait for another thread that is itself about to call into this reader).
+     */
+    private record Completion(MonoSink<ByteBuffer> waiter, ByteBuffer reply, PageServerException error) {
+        static final Completion NONE = new Completion(null, null, null);
+
+        void run() {
+            if (waiter == null) {
+                return;
+            }
+            if (error != null) {
+                waiter.error(error);
+            } else {
+                waiter.success(reply);
+            }
         }
     }
 }
