@@ -62,8 +62,15 @@ final class PlainTcpTransport implements ServerTransport {
     private final ServerSocketChannel listener;
     private final int port;
     private final Thread acceptor;
-    /** Live session threads, joined by {@link #release}. */
+    /**
+     * Session threads, joined by {@link #release}. Ended ones are dropped at the next accept, not by
+     * themselves: a thread that removed itself would still be alive for a moment, and stop() promises
+     * that the threads have ended when it returns.
+     */
     private final Map<Long, Thread> threads = new ConcurrentHashMap<>();
+    /** Accept failures since the last warning, and when that was (accept thread only). */
+    private int acceptFailures;
+    private long lastAcceptLog;
 
     /** Binds {@code address:port} and starts accepting. */
     PlainTcpTransport(String address, int port, ServerConfig config, LiveSessions live) throws IOException {
@@ -121,51 +128,78 @@ final class PlainTcpTransport implements ServerTransport {
 
     /** Session threads alive (tests). */
     int sessionThreads() {
-        return threads.size();
+        return (int) threads.values().stream().filter(Thread::isAlive).count();
     }
 
     private void acceptLoop() {
-        long lastLogged = 0;
-        int failedSinceLog = 0;
+        Selector next = null;
         while (true) {
+            // the session's selector before its connection: when descriptors run out, the client waits in
+            // the backlog instead of being accepted and then turned away (closed with its data unread: a reset)
+            if (next == null) {
+                try {
+                    next = Selector.open();
+                } catch (IOException e) {
+                    if (backOff(e)) {
+                        continue;
+                    }
+                    return;
+                }
+            }
             SocketChannel channel;
             try {
                 channel = listener.accept();
             } catch (ClosedChannelException e) {
+                closeQuietly(next);
                 return; // stopAccepting() closed the listener
             } catch (IOException e) {
-                // out of file descriptors or socket buffers: the connection stays in the backlog; pause
-                // rather than spin on the same failure, and do not flood the log while it lasts
-                failedSinceLog++;
-                long now = System.currentTimeMillis();
-                if (now - lastLogged >= ACCEPT_LOG_MILLIS) {
-                    LOG.warn("page server cannot accept a connection: port={} failures={} cause={}; retrying every"
-                            + " {} ms (raise the open-files limit, ulimit -n, if this is EMFILE)", port,
-                            failedSinceLog, e.toString(), ACCEPT_RETRY_MILLIS);
-                    lastLogged = now;
-                    failedSinceLog = 0;
+                if (backOff(e)) {
+                    continue;
                 }
-                try {
-                    Thread.sleep(ACCEPT_RETRY_MILLIS);
-                } catch (InterruptedException stop) {
-                    return;
-                }
-                continue;
+                closeQuietly(next);
+                return;
             }
-            start(channel);
+            Selector selector = next;
+            next = null;
+            try {
+                start(new Connection(channel, selector));
+            } catch (IOException | RuntimeException e) {
+                // this client's socket only (reset before it was set up): drop it and go on, no pause
+                closeQuietly(channel);
+                closeQuietly(selector);
+                LOG.debug("page server dropped a connection it could not set up: port={} cause={}", port, e.toString());
+            }
         }
     }
 
-    /** Registers a session for {@code channel} and starts its thread; closes the channel when that fails. */
-    private void start(SocketChannel channel) {
-        Connection c;
-        try {
-            c = new Connection(channel);
-        } catch (IOException e) {
-            LOG.warn("page server cannot set up an accepted connection: port={} cause={}", port, e.toString());
-            closeQuietly(channel);
-            return;
+    /**
+     * After a failed accept or {@code Selector.open}: out of file descriptors (EMFILE, ENFILE) or socket buffers. The
+     * pending connections stay in the backlog; pause rather than spin on the same failure (or turn every
+     * queued client away), and log once per {@link #ACCEPT_LOG_MILLIS} while it lasts.
+     *
+     * @return false when interrupted (stop)
+     */
+    private boolean backOff(IOException e) {
+        acceptFailures++;
+        long now = System.nanoTime();
+        if (lastAcceptLog == 0 || now - lastAcceptLog >= TimeUnit.MILLISECONDS.toNanos(ACCEPT_LOG_MILLIS)) {
+            LOG.warn("page server cannot accept a connection: port={} failures={} cause={}; retrying every {} ms"
+                    + " (raise the open-files limit, ulimit -n, if this is EMFILE)", port, acceptFailures, e.toString(),
+                    ACCEPT_RETRY_MILLIS);
+            lastAcceptLog = now;
+            acceptFailures = 0;
         }
+        try {
+            Thread.sleep(ACCEPT_RETRY_MILLIS);
+            return true;
+        } catch (InterruptedException stop) {
+            return false;
+        }
+    }
+
+    /** Registers a session for the connection and starts its thread; closes the connection when that fails. */
+    private void start(Connection c) {
+        threads.values().removeIf(t -> !t.isAlive());
         ServerSession session = live.begin(c.remote, c::reply, c::cut);
         if (session == null) {
             c.close(); // stopping
@@ -212,7 +246,6 @@ final class PlainTcpTransport implements ServerTransport {
         } finally {
             memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
             c.close();
-            threads.remove(session.id());
             live.end(session, reason);
         }
     }
@@ -232,19 +265,14 @@ final class PlainTcpTransport implements ServerTransport {
         private final SelectionKey key;
         private final String remote;
 
-        Connection(SocketChannel channel) throws IOException {
+        Connection(SocketChannel channel, Selector selector) throws IOException {
             this.channel = channel;
+            this.selector = selector;
             this.remote = String.valueOf(channel.getRemoteAddress());
             channel.configureBlocking(false);
             // replies are small and awaited by the client (as Netty's default)
             channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
-            this.selector = Selector.open();
-            try {
-                this.key = channel.register(selector, SelectionKey.OP_READ);
-            } catch (IOException | RuntimeException e) {
-                selector.close();
-                throw e;
-            }
+            this.key = channel.register(selector, SelectionKey.OP_READ);
         }
 
         /**
