@@ -219,9 +219,10 @@ final class PlainTcpTransport implements ServerTransport {
 
     /** The session's thread: reads until the client hangs up, the session ends, or the server stops. */
     private void serve(Connection c, ServerSession session) {
-        ByteBuf memory = UnpooledByteBufAllocator.DEFAULT.directBuffer(READ_BYTES, READ_BYTES);
+        ByteBuf memory = null;
         String reason = "connection ended";
         try {
+            memory = UnpooledByteBufAllocator.DEFAULT.directBuffer(READ_BYTES, READ_BYTES);
             ByteBuffer buf = memory.nioBuffer(0, READ_BYTES);
             while (!session.isDone()) {
                 buf.clear();
@@ -243,8 +244,15 @@ final class PlainTcpTransport implements ServerTransport {
         } catch (IOException | RuntimeException e) {
             // ClosedChannelException when stop() cut the connection: end() says "server stopped"
             reason = "connection error: cause=" + e;
+        } catch (OutOfMemoryError e) {
+            // typically direct memory (-XX:MaxDirectMemorySize) taken by many live sessions' 1 MiB read
+            // buffers: this one ends, and its registry entry with it, so stop() does not wait for it
+            reason = "out of memory: cause=" + e + " live_sessions=" + live.size() + " (each holds a "
+                    + READ_BYTES + "-byte read buffer; raise -XX:MaxDirectMemorySize or limit concurrent clients)";
         } finally {
-            memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
+            if (memory != null) {
+                memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
+            }
             c.close();
             live.end(session, reason);
         }
