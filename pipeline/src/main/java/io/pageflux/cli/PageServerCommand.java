@@ -65,6 +65,11 @@ final class PageServerCommand implements Callable<Integer> {
             + "of with O_DIRECT (faster on a tmpfs, or when the images are read back at once).")
     boolean noDirectIo;
 
+    @Option(names = "--transport", paramLabel = "threads|netty", converter = TransportConverter.class,
+            description = "What serves plain-TCP sessions: threads (default: one per session, fastest on few cores) or "
+                    + "netty (event loops: few threads for thousands of sessions). TLS is always served by netty.")
+    PageServer.Transport transport;
+
     @Option(names = "--tls-cert", paramLabel = "PEM", description = "Server certificate (PEM); enables TLS.")
     Path tlsCert;
 
@@ -101,6 +106,13 @@ final class PageServerCommand implements Callable<Integer> {
             builder = builder.parentImages(parentImages);
         }
         builder = builder.chain(chain).directIo(!noDirectIo);
+        if (transport != null) {
+            if (transport == PageServer.Transport.THREADS && tlsCert != null) {
+                throw CliException.badInput("--transport threads serves plain TCP only: TLS is served by netty"
+                        + " (drop --transport)");
+            }
+            builder = builder.transport(transport);
+        }
         if (tlsCert != null || tlsKey != null) {
             if (tlsCert == null || tlsKey == null) {
                 throw CliException.badInput("TLS needs both --tls-cert and --tls-key");
@@ -176,5 +188,17 @@ final class PageServerCommand implements Callable<Integer> {
             return "session " + s.session() + " started from " + s.remote();
         }
         return event.toString();
+    }
+
+    /** {@code threads} / {@code netty}, case-insensitive. */
+    static final class TransportConverter implements CommandLine.ITypeConverter<PageServer.Transport> {
+        @Override
+        public PageServer.Transport convert(String value) {
+            try {
+                return PageServer.Transport.valueOf(value.toUpperCase(java.util.Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException("--transport=" + value + " is not threads or netty");
+            }
+        }
     }
 }

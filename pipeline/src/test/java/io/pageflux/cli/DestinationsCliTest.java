@@ -109,6 +109,18 @@ class DestinationsCliTest {
     }
 
     @Test
+    void pageServerTransportIsThreadsOrNettyAndTlsIsNetty() throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve("srv"));
+        Cli.Result odd = Cli.run("page-server", "--dir", dir.toString(), "--transport", "epoll");
+        assertEquals(2, odd.exit(), odd.toString());
+        assertTrue(odd.err().contains("--transport=epoll is not threads or netty"), odd.err());
+        Cli.Result tls = Cli.run("page-server", "--dir", dir.toString(), "--transport", "threads", "--tls-cert",
+                "server.pem", "--tls-key", "server.key");
+        assertEquals(2, tls.exit(), tls.toString());
+        assertTrue(tls.err().contains("--transport threads serves plain TCP only: TLS is served by netty"), tls.err());
+    }
+
+    @Test
     void pageServerReceivesADumpSentWithToTcp() throws Exception {
         Path received = Files.createDirectories(tmp.resolve("received"));
         Path local = tmp.resolve("local");

@@ -1,6 +1,8 @@
 package io.pageflux.sink.file;
 
 import com.sun.nio.file.ExtendedOpenOption;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.UnpooledByteBufAllocator;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -64,8 +66,14 @@ public final class DirectFileOutput implements AutoCloseable {
     private FileChannel channel;
     private boolean direct;
     private final int block;
-    /** Allocated on first use; {@link #EMPTY} until then. */
+    /** Allocated on first use; {@link #EMPTY} until then and once finished or closed. */
     private ByteBuffer staging;
+    /**
+     * The staging buffer's memory, freed explicitly by {@link #finish} and {@link #close}: a page server
+     * opens files for session after session, and leaving a MiB per file to the garbage collector let
+     * direct memory grow by a MiB per session between collections.
+     */
+    private ByteBuf stagingMemory;
     /** Where the staging buffer's first byte goes in the file (block-aligned while direct). */
     private long flushed;
     /** Whether a direct write has succeeded (after that, EINVAL is an error, not a refusal). */
@@ -146,7 +154,8 @@ public final class DirectFileOutput implements AutoCloseable {
                 continue;
             }
             if (staging == EMPTY) {
-                staging = ByteBuffer.allocateDirect(STAGING_BYTES + block).alignedSlice(block).limit(STAGING_BYTES);
+                stagingMemory = UnpooledByteBufAllocator.DEFAULT.directBuffer(STAGING_BYTES + block);
+                staging = stagingMemory.nioBuffer(0, STAGING_BYTES + block).alignedSlice(block).limit(STAGING_BYTES);
             }
             int n = Math.min(s.remaining(), staging.remaining());
             staging.put(staging.position(), s, s.position(), n);
@@ -221,7 +230,7 @@ public final class DirectFileOutput implements AutoCloseable {
         }
         channel.force(true);
         channel.close();
-        staging = EMPTY; // the writer may live on until its directory is committed
+        freeStaging(); // the writer may live on until its directory is committed
         finished = true;
     }
 
@@ -247,6 +256,15 @@ public final class DirectFileOutput implements AutoCloseable {
     /** Closes without finishing (the caller deletes the file). */
     @Override
     public void close() throws IOException {
+        freeStaging();
         channel.close();
+    }
+
+    private void freeStaging() {
+        staging = EMPTY;
+        if (stagingMemory != null) {
+            stagingMemory.release();
+            stagingMemory = null;
+        }
     }
 }

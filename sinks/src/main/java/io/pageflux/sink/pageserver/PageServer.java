@@ -1,37 +1,16 @@
 package io.pageflux.sink.pageserver;
 
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.AdaptiveRecvByteBufAllocator;
-import io.netty.channel.ChannelOption;
 import io.netty.handler.ssl.SslContext;
-import io.netty.util.ReferenceCountUtil;
 import io.pageflux.source.DataSize;
 import io.pageflux.source.PageRun;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.time.Instant;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
-import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
-import reactor.core.publisher.Mono;
-import reactor.core.publisher.Sinks;
-import reactor.core.scheduler.Scheduler;
-import reactor.core.scheduler.Schedulers;
-import reactor.netty.Connection;
-import reactor.netty.DisposableServer;
-import reactor.netty.NettyInbound;
-import reactor.netty.NettyOutbound;
-import reactor.netty.tcp.TcpResources;
-import reactor.netty.tcp.TcpServer;
 import reactor.util.Logger;
 import reactor.util.Loggers;
 
@@ -52,61 +31,61 @@ import reactor.util.Loggers;
  * <p>GET (CRIU's lazy restore and remote parent reads) is answered from the newest completed session
  * of the pid (holes resolved through its parent chain), or from the parent images.
  *
- * <p>Memory per session is bounded (about 3 MiB): page data is streamed from the socket's buffers
- * into the files — at most {@code READ_PREFETCH + 1} reads of up to 1 MiB wait per session before
- * reading pauses and TCP pushes back on the client — never accumulated. Served on Netty's NIO
- * transport (see the constructor for why not epoll).
+ * <p>Memory per session is bounded: page data is streamed from the socket's buffers into the files,
+ * never accumulated. Plain TCP is served by one thread per session reading into one 1 MiB buffer
+ * ({@link Transport#THREADS}, like {@code socat}: the fastest on few cores); TLS by reactor-netty's
+ * NIO event loops with a worker per session and up to 3 MiB queued per session ({@link Transport#NETTY},
+ * the JDK's SSLEngine in Netty's SslHandler). Both share one session lifecycle: the same events,
+ * limits, idle timeout and stop.
  */
 public final class PageServer implements AutoCloseable {
 
     private static final Logger LOG = Loggers.getLogger(PageServer.class);
-    /** Socket reads queued per session between the event loop and the session's writer thread. */
-    private static final int READ_PREFETCH = 2;
+    /** How long {@link #stop()} waits for live sessions to end. */
+    private static final Duration STOP_WAIT = Duration.ofSeconds(10);
+
     /**
-     * Largest socket read. Reads grow to this size only for clients that fill them; with
-     * {@link #READ_PREFETCH} it bounds a session's receive memory to about 3 MiB. 1 MiB reads
-     * were ~15% faster than Netty's 64 KiB default on loopback.
+     * What serves the sessions. Plain TCP defaults to {@link #THREADS}; TLS is always served by
+     * {@link #NETTY} (the JDK's SSLEngine inside Netty's SslHandler is the TLS stack this server has).
      */
-    private static final int MAX_READ_BYTES = 1 << 20;
+    public enum Transport {
+        /**
+         * One thread per session reading the socket into one 1 MiB buffer and writing the files, like
+         * {@code socat}; plain TCP only. The faster one on few cores (README, "Page server": ~1.45 vs
+         * ~1.25 GiB/s on 2 cores), with one thread and 1 MiB per live session.
+         */
+        THREADS,
+        /**
+         * reactor-netty: event loops read, a worker per session writes (up to 3 MiB queued per session).
+         * Few threads for any number of sessions, which suits thousands of concurrent clients; the
+         * hand-over between the threads costs CPU.
+         */
+        NETTY
+    }
 
     private final ServerConfig config;
     private final SessionDirectories sessions;
-    private final DisposableServer server;
-    private final Scheduler workers;
-    private final Sinks.Many<SessionEvent> events = Sinks.many().multicast().directBestEffort();
-    private final Map<Long, Connection> active = new ConcurrentHashMap<>();
-    private final AtomicLong sequence = new AtomicLong();
+    private final LiveSessions live;
+    private final ServerTransport transport;
     private final String address;
-    private volatile boolean stopping;
 
     private PageServer(Builder b, ServerConfig config, SessionDirectories sessions) {
         this.config = config;
         this.sessions = sessions;
-        this.workers = Schedulers.newBoundedElastic(Math.max(4, 2 * Runtime.getRuntime().availableProcessors()),
-                Integer.MAX_VALUE, "pageflux-page-server", 60, true);
-        TcpServer tcp = TcpServer.create().host(b.address).port(b.port)
-                // a client may half-close after its last byte and still read the CLOSE answer
-                .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
-                .childOption(ChannelOption.RCVBUF_ALLOCATOR, new AdaptiveRecvByteBufAllocator(4096, 65536, MAX_READ_BYTES))
-                // NIO, not epoll: Netty 4.2.17's epoll transport drops a half-closed channel whose
-                // reads are paused (epoll_ctl ENOENT, then close), losing the CLOSE answer
-                .runOn(TcpResources.get(), false)
-                .handle(this::handle);
-        if (b.tls != null) {
-            SslContext ssl = b.tls;
-            tcp = tcp.secure(spec -> spec.sslContext(ssl));
-        }
+        this.live = new LiveSessions(config, sessions);
+        Transport kind = b.transport != null ? b.transport : b.tls != null ? Transport.NETTY : Transport.THREADS;
         try {
-            this.server = tcp.bindNow(Duration.ofSeconds(10));
-        } catch (RuntimeException e) {
-            workers.dispose();
+            this.transport = kind == Transport.THREADS
+                    ? new PlainTcpTransport(b.address, b.port, config, live)
+                    : new NettyTransport(b.address, b.port, b.tls, config, live);
+        } catch (IOException | RuntimeException e) {
             sessions.close();
             throw new PageServerException("page server cannot listen: address=" + b.address + " port=" + b.port
                     + " cause=" + e + "; choose another --port (0 picks a free one) or stop the program using it", e);
         }
         this.address = b.address;
-        LOG.info("page server listening: address={} port={} dir={} tls={} chain={}", b.address, server.port(),
-                config.directory(), b.tls != null ? "on" : "off", config.chain());
+        LOG.info("page server listening: address={} port={} dir={} tls={} transport={} chain={}", b.address,
+                transport.port(), config.directory(), b.tls != null ? "on" : "off", kind, config.chain());
     }
 
     public static Builder builder() {
@@ -115,7 +94,7 @@ public final class PageServer implements AutoCloseable {
 
     /** The port the server listens on (the one picked when configured with port 0). */
     public int boundPort() {
-        return server.port();
+        return transport.port();
     }
 
     public String address() {
@@ -140,7 +119,12 @@ public final class PageServer implements AutoCloseable {
 
     /** Sessions connected and not yet ended. */
     public int activeSessions() {
-        return active.size();
+        return live.size();
+    }
+
+    /** The transport's thread count for tests: session threads alive on {@link Transport#THREADS}, else -1. */
+    int sessionThreads() {
+        return transport instanceof PlainTcpTransport t ? t.sessionThreads() : -1;
     }
 
     /**
@@ -149,125 +133,38 @@ public final class PageServer implements AutoCloseable {
      * misses events rather than slowing sessions down. Completes when the server stops.
      */
     public Flux<SessionEvent> events() {
-        return events.asFlux();
+        return live.events();
     }
 
     /**
-     * Stops listening and ends every active session (each gets a {@link SessionEvent.Failed} and
-     * leaves no visible directory), then completes {@link #events()}. Idempotent.
+     * Stops listening and ends every active session (each gets a {@link SessionEvent.Failed} with
+     * reason {@code server stopped} and leaves no visible directory; one in the middle of a file write
+     * finishes that write first, waited for up to 10 s), then completes {@link #events()}. The
+     * server's threads have ended when it returns. Idempotent.
      */
-    public void stop() {
-        if (stopping) {
+    public synchronized void stop() {
+        if (live.stopping()) {
             return;
         }
-        stopping = true;
-        server.disposeNow(Duration.ofSeconds(10));
-        active.values().forEach(Connection::dispose);
-        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
-        while (!active.isEmpty() && System.nanoTime() < deadline) {
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                break;
-            }
-        }
-        workers.dispose();
-        if (active.isEmpty()) {
+        long deadline = System.nanoTime() + STOP_WAIT.toNanos();
+        transport.stopAccepting();
+        boolean ended = live.stopAll(STOP_WAIT);
+        transport.release(deadline);
+        if (ended) {
             sessions.close();
         } else {
             // a session still ends (a slow fsync, a blocked GET): keep DIR locked, so that a new server does
             // not take its files for a crashed server's leftovers; the lock goes when this JVM exits
             LOG.warn("page server stop: {} session(s) still ending after 10 s; dir={} stays locked until this"
-                    + " process exits", active.size(), config.directory());
+                    + " process exits", live.size(), config.directory());
         }
-        synchronized (events) {
-            events.tryEmitComplete();
-        }
-        LOG.info("page server stopped: port={} sessions={}", server.port(), sequence.get());
+        live.completeEvents();
+        LOG.info("page server stopped: port={} sessions={}", transport.port(), live.started());
     }
 
     @Override
     public void close() {
         stop();
-    }
-
-    private Publisher<Void> handle(NettyInbound in, NettyOutbound out) {
-        Connection[] holder = new Connection[1];
-        in.withConnection(c -> holder[0] = c);
-        Connection connection = holder[0];
-        long id = sequence.incrementAndGet();
-        String remote = String.valueOf(connection.channel().remoteAddress());
-        ServerSession session = new ServerSession(id, remote, Instant.now(), config, sessions,
-                reply -> connection.channel().writeAndFlush(Unpooled.wrappedBuffer(reply)), this::emit);
-        if (stopping) {
-            connection.dispose();
-            return Mono.empty();
-        }
-        active.put(id, connection);
-        emit(new SessionEvent.Started(id, remote));
-        long idleMillis = config.idleTimeout().toMillis();
-        connection.onReadIdle(idleMillis, () -> workers.schedule(() -> {
-            if (session.onIdle(idleMillis)) {
-                connection.dispose();
-            }
-        }));
-        // reactor-netty does not surface a half-close: turn it into a marker that queues behind the data
-        connection.addHandlerLast("pageflux.endOfInput", new EndOfInputHandler());
-        in.receiveObject()
-                // reactor-netty releases each message after onNext; keep buffers until the worker wrote them
-                .map(message -> message instanceof ByteBuf buf ? buf.retain() : message)
-                // the session's file writes happen on a worker, not on the event loop; reading pauses
-                // (autoRead off) while READ_PREFETCH reads wait, so TCP pushes back on the client
-                .publishOn(workers, READ_PREFETCH)
-                .doOnNext(message -> {
-                    if (message instanceof ByteBuf buf) {
-                        try {
-                            for (ByteBuffer part : buf.nioBuffers()) {
-                                session.onData(part);
-                            }
-                        } finally {
-                            buf.release();
-                        }
-                    }
-                })
-                .takeUntil(message -> message == EndOfInputHandler.END_OF_INPUT)
-                .doOnDiscard(ByteBuf.class, ReferenceCountUtil::safeRelease)
-                .then(Mono.fromRunnable(() -> {
-                    if (stopping) {
-                        session.fail("server stopped");
-                    }
-                    session.onEof();
-                }))
-                .onErrorResume(e -> {
-                    session.fail(e instanceof ServerSession.SessionFailure ? e.getMessage()
-                            : "connection error: cause=" + e);
-                    return Mono.empty();
-                })
-                .doFinally(signal -> {
-                    if (!session.isDone()) {
-                        session.fail(stopping ? "server stopped" : "connection ended: signal=" + signal);
-                    }
-                    active.remove(id);
-                    connection.dispose();
-                })
-                // subscribed here, not returned to reactor-netty: when the client closes the socket
-                // right after its last bytes, the data already read must still be processed, and
-                // reactor-netty cancels the handler's publisher as soon as the channel closes
-                .subscribe();
-        return connection.onDispose();
-    }
-
-    private void emit(SessionEvent event) {
-        if (event instanceof SessionEvent.Failed f) {
-            LOG.warn("page server session {} from {} failed: {}", f.session(), f.remote(), f.reason());
-        } else if (event instanceof SessionEvent.Completed c) {
-            LOG.info("page server session {} from {} completed: dir={} pages={} bytes={}", c.session(), c.remote(),
-                    c.directory().map(Path::toString).orElse("(none)"), c.pages(), c.bytesReceived());
-        }
-        synchronized (events) {
-            events.tryEmitNext(event);
-        }
     }
 
     /**
@@ -287,6 +184,7 @@ public final class PageServer implements AutoCloseable {
         private String template = ServerConfig.DEFAULT_TEMPLATE;
         private boolean chain;
         private boolean directIo = true;
+        private Transport transport;
 
         private Builder() {
         }
@@ -357,6 +255,15 @@ public final class PageServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * What serves the sessions (default: {@link Transport#THREADS} for plain TCP, {@link Transport#NETTY}
+         * with TLS, which only Netty serves).
+         */
+        public Builder transport(Transport transport) {
+            this.transport = Objects.requireNonNull(transport, "transport");
+            return this;
+        }
+
         /** The largest {@code nr_pages} one header may announce (default 262144 = 1 GiB). */
         public Builder maxPagesPerHeader(long pages) {
             if (pages <= 0 || pages > Long.MAX_VALUE / PageRun.PAGE_SIZE) {
@@ -414,6 +321,10 @@ public final class PageServer implements AutoCloseable {
             if (!Files.isWritable(dir)) {
                 throw new PageServerException("page server directory is not writable: dir=" + dir
                         + "; choose a writable directory");
+            }
+            if (tls != null && transport == Transport.THREADS) {
+                throw new IllegalStateException("transport=THREADS serves plain TCP only: TLS is served by"
+                        + " transport=NETTY (leave the transport unset)");
             }
             Optional<Path> parent = Optional.ofNullable(parentImages).map(p -> p.toAbsolutePath().normalize());
             if (parent.isPresent() && !Files.isDirectory(parent.get())) {

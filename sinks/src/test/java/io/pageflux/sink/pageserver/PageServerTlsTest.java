@@ -108,6 +108,17 @@ class PageServerTlsTest {
     }
 
     @Test
+    void tlsIsServedByNettyNotByThreads() {
+        PageServer.Builder threads = PageServer.builder().directory(tmp.resolve("in")).port(0).tls(mutualServer())
+                .transport(PageServer.Transport.THREADS);
+        IllegalStateException e = assertThrows(IllegalStateException.class, threads::start);
+        assertEquals("transport=THREADS serves plain TCP only: TLS is served by transport=NETTY (leave the"
+                + " transport unset)", e.getMessage());
+        assertTrue(Thread.getAllStackTraces().keySet().stream()
+                .noneMatch(t -> t.getName().equals("pageflux-page-server-accept")), "no plain-TCP listener started");
+    }
+
+    @Test
     void clientWithoutCertificateIsRejectedAndTheServerGoesOn() throws Exception {
         Path in = tmp.resolve("in");
         try (PageServer server = PageServer.builder().directory(in).port(0).tls(mutualServer()).start();

@@ -1,0 +1,353 @@
+package io.pageflux.sink.pageserver;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.UnpooledByteBufAllocator;
+import io.netty.util.NetUtil;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.StandardSocketOptions;
+import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import reactor.util.Logger;
+import reactor.util.Loggers;
+
+/**
+ * Plain-TCP sessions the way {@code socat} copies: one thread per session reads the socket into one
+ * 1 MiB direct buffer and hands it straight to {@link ServerSession#onData}, which writes the image
+ * files; replies are written by the same thread. No event loop and no hand-over between threads: on
+ * few cores that hand-over was the page server's largest cost after the copies themselves (README,
+ * "Page server").
+ *
+ * <p><b>Threads.</b> {@code pageflux-page-server-accept} accepts; each session runs on
+ * {@code pageflux-page-session-<id>}. The accept thread is a daemon: a server a library user forgot
+ * to stop does not keep the JVM alive (the CLI keeps itself alive by waiting for the server's
+ * events). Session threads are not daemons: a dump in flight when the application's main thread
+ * returns is finished (or ends at the idle timeout) rather than cut off half-written; they end at
+ * the latest when {@link PageServer#stop()} cuts their connections.
+ *
+ * <p><b>Idle timeout.</b> The socket is non-blocking with its own {@link Selector}: a read that finds
+ * nothing waits in {@code select} for at most what is left of the idle timeout, so the timeout is
+ * measured on the session's own thread, only while it waits for the client (a slow disk write is not
+ * idleness), with no watchdog thread racing the reader. A read that finds data (the usual case
+ * while a dump streams) costs no more than a blocking read. Replies wait the same way for a client
+ * that does not read them. {@link java.net.Socket#setSoTimeout} would not do: it applies only to the
+ * socket's streams, which read into heap arrays (one more copy of every byte).
+ *
+ * <p><b>Memory.</b> One 1 MiB direct buffer per session (versus up to 3 MiB queued on the Netty path),
+ * freed explicitly when the session ends, not left to the garbage collector: a server that serves
+ * many sessions between collections would otherwise hold a MiB per finished session.
+ */
+final class PlainTcpTransport implements ServerTransport {
+
+    private static final Logger LOG = Loggers.getLogger(PageServer.class);
+    /** The socket read size: as socat's {@code -b 1M}; larger reads did not copy faster on loopback. */
+    static final int READ_BYTES = 1 << 20;
+    /** Pause after a failed accept (EMFILE, ENFILE, ENOBUFS): the connection stays queued; retrying at once would spin. */
+    private static final long ACCEPT_RETRY_MILLIS = 100;
+    /** Failed accepts are logged once per this many milliseconds while they go on. */
+    private static final long ACCEPT_LOG_MILLIS = 10_000;
+
+    private final LiveSessions live;
+    private final long idleMillis;
+    private final ServerSocketChannel listener;
+    private final int port;
+    private final Thread acceptor;
+    /**
+     * Session threads, joined by {@link #release}. Ended ones are dropped at the next accept, not by
+     * themselves: a thread that removed itself would still be alive for a moment, and stop() promises
+     * that the threads have ended when it returns.
+     */
+    private final Map<Long, Thread> threads = new ConcurrentHashMap<>();
+    /** Accept failures since the last warning, and when that was (accept thread only). */
+    private int acceptFailures;
+    private long lastAcceptLog;
+
+    /** Binds {@code address:port} and starts accepting. */
+    PlainTcpTransport(String address, int port, ServerConfig config, LiveSessions live) throws IOException {
+        this.live = live;
+        this.idleMillis = config.idleTimeout().toMillis();
+        this.listener = ServerSocketChannel.open();
+        try {
+            listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
+            // the same backlog as the Netty listener: bursts of clients queue instead of being refused
+            listener.bind(new InetSocketAddress(address, port), NetUtil.SOMAXCONN);
+            this.port = ((InetSocketAddress) listener.getLocalAddress()).getPort();
+        } catch (IOException | RuntimeException e) {
+            listener.close();
+            throw e;
+        }
+        this.acceptor = new Thread(this::acceptLoop, "pageflux-page-server-accept");
+        acceptor.setDaemon(true);
+        acceptor.start();
+    }
+
+    @Override
+    public int port() {
+        return port;
+    }
+
+    @Override
+    public void stopAccepting() {
+        try {
+            listener.close(); // wakes accept() with AsynchronousCloseException
+        } catch (IOException e) {
+            LOG.warn("page server: closing the listener failed: port={} cause={}", port, e.toString());
+        }
+        try {
+            acceptor.join(); // at most one accept retry pause, or starting the session just accepted
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void release(long deadlineNanos) {
+        for (Thread t : threads.values()) {
+            long left = deadlineNanos - System.nanoTime();
+            if (left <= 0) {
+                break;
+            }
+            try {
+                t.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    /** Session threads alive (tests). */
+    int sessionThreads() {
+        return (int) threads.values().stream().filter(Thread::isAlive).count();
+    }
+
+    private void acceptLoop() {
+        Selector next = null;
+        while (true) {
+            // the session's selector before its connection: when descriptors run out, the client waits in
+            // the backlog instead of being accepted and then turned away (closed with its data unread: a reset)
+            if (next == null) {
+                try {
+                    next = Selector.open();
+                } catch (IOException e) {
+                    if (backOff(e)) {
+                        continue;
+                    }
+                    return;
+                }
+            }
+            SocketChannel channel;
+            try {
+                channel = listener.accept();
+            } catch (ClosedChannelException e) {
+                closeQuietly(next);
+                return; // stopAccepting() closed the listener
+            } catch (IOException e) {
+                if (backOff(e)) {
+                    continue;
+                }
+                closeQuietly(next);
+                return;
+            }
+            Selector selector = next;
+            next = null;
+            try {
+                start(new Connection(channel, selector));
+            } catch (IOException | RuntimeException e) {
+                // this client's socket only (reset before it was set up): drop it and go on, no pause
+                closeQuietly(channel);
+                closeQuietly(selector);
+                LOG.debug("page server dropped a connection it could not set up: port={} cause={}", port, e.toString());
+            }
+        }
+    }
+
+    /**
+     * After a failed accept or {@code Selector.open}: out of file descriptors (EMFILE, ENFILE) or socket buffers. The
+     * pending connections stay in the backlog; pause rather than spin on the same failure (or turn every
+     * queued client away), and log once per {@link #ACCEPT_LOG_MILLIS} while it lasts.
+     *
+     * @return false when interrupted (stop)
+     */
+    private boolean backOff(IOException e) {
+        acceptFailures++;
+        long now = System.nanoTime();
+        if (lastAcceptLog == 0 || now - lastAcceptLog >= TimeUnit.MILLISECONDS.toNanos(ACCEPT_LOG_MILLIS)) {
+            LOG.warn("page server cannot accept a connection: port={} failures={} cause={}; retrying every {} ms"
+                    + " (raise the open-files limit, ulimit -n, if this is EMFILE)", port, acceptFailures, e.toString(),
+                    ACCEPT_RETRY_MILLIS);
+            lastAcceptLog = now;
+            acceptFailures = 0;
+        }
+        try {
+            Thread.sleep(ACCEPT_RETRY_MILLIS);
+            return true;
+        } catch (InterruptedException stop) {
+            return false;
+        }
+    }
+
+    /** Registers a session for the connection and starts its thread; closes the connection when that fails. */
+    private void start(Connection c) {
+        threads.values().removeIf(t -> !t.isAlive());
+        ServerSession session = live.begin(c.remote, c::reply, c::cut);
+        if (session == null) {
+            c.close(); // stopping
+            return;
+        }
+        Thread thread = new Thread(() -> serve(c, session), "pageflux-page-session-" + session.id());
+        threads.put(session.id(), thread);
+        try {
+            thread.start();
+        } catch (OutOfMemoryError | RuntimeException e) {
+            // no native thread to spare: this session ends, the server goes on
+            threads.remove(session.id());
+            c.close();
+            live.end(session, "cannot start a session thread: cause=" + e + " (too many sessions for this host)");
+        }
+    }
+
+    /** The session's thread: reads until the client hangs up, the session ends, or the server stops. */
+    private void serve(Connection c, ServerSession session) {
+        ByteBuf memory = null;
+        String reason = "connection ended";
+        try {
+            memory = UnpooledByteBufAllocator.DEFAULT.directBuffer(READ_BYTES, READ_BYTES);
+            ByteBuffer buf = memory.nioBuffer(0, READ_BYTES);
+            while (!session.isDone()) {
+                buf.clear();
+                int n = c.read(buf);
+                if (n < 0) {
+                    if (live.stopping()) {
+                        session.fail(LiveSessions.SERVER_STOPPED);
+                    }
+                    session.onEof(); // after CLOSE: complete; before: fails saying where the stream broke
+                } else if (n == 0) {
+                    session.onIdle(idleMillis); // after CLOSE: complete; before: fails naming idle_timeout_ms
+                } else {
+                    buf.flip();
+                    session.onData(buf);
+                }
+            }
+        } catch (ServerSession.SessionFailure e) {
+            session.fail(e.getMessage());
+        } catch (IOException | RuntimeException e) {
+            // ClosedChannelException when stop() cut the connection: end() says "server stopped"
+            reason = "connection error: cause=" + e;
+        } catch (OutOfMemoryError e) {
+            // typically direct memory (-XX:MaxDirectMemorySize) taken by many live sessions' 1 MiB read
+            // buffers: this one ends, and its registry entry with it, so stop() does not wait for it
+            reason = "out of memory: cause=" + e + " live_sessions=" + live.size() + " (each holds a "
+                    + READ_BYTES + "-byte read buffer; raise -XX:MaxDirectMemorySize or limit concurrent clients)";
+        } finally {
+            if (memory != null) {
+                memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
+            }
+            c.close();
+            live.end(session, reason);
+        }
+    }
+
+    private static void closeQuietly(java.io.Closeable c) {
+        try {
+            c.close();
+        } catch (IOException ignored) {
+            // nothing more to do
+        }
+    }
+
+    /** One accepted socket in non-blocking mode, waited on with its own selector. */
+    private final class Connection {
+        private final SocketChannel channel;
+        private final Selector selector;
+        private final SelectionKey key;
+        private final String remote;
+
+        Connection(SocketChannel channel, Selector selector) throws IOException {
+            this.channel = channel;
+            this.selector = selector;
+            this.remote = String.valueOf(channel.getRemoteAddress());
+            channel.configureBlocking(false);
+            // replies are small and awaited by the client (as Netty's default)
+            channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
+            this.key = channel.register(selector, SelectionKey.OP_READ);
+        }
+
+        /**
+         * Reads what the client sent into {@code buf}: the byte count, -1 when the client half-closed or
+         * closed, 0 when it sent nothing for the idle timeout.
+         */
+        int read(ByteBuffer buf) throws IOException {
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(idleMillis);
+            while (true) {
+                int n = channel.read(buf);
+                if (n != 0) {
+                    return n;
+                }
+                if (!await(deadline)) {
+                    return 0;
+                }
+            }
+        }
+
+        /** Waits until the key's interest is ready or {@link #cut} woke us; false once {@code deadline} passed. */
+        private boolean await(long deadline) throws IOException {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            selector.select(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
+            selector.selectedKeys().clear();
+            return true;
+        }
+
+        /**
+         * Writes a reply completely before returning (the client reads it before it sends more);
+         * the future fails when the client did not take it within the idle timeout or the connection broke.
+         */
+        Future<?> reply(ByteBuffer bytes) {
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(idleMillis);
+            try {
+                while (bytes.hasRemaining()) {
+                    if (channel.write(bytes) == 0) {
+                        key.interestOps(SelectionKey.OP_WRITE);
+                        try {
+                            if (!await(deadline)) {
+                                return CompletableFuture.failedFuture(new TimeoutException("reply_bytes_unsent="
+                                        + bytes.remaining() + " after idle_timeout_ms=" + idleMillis
+                                        + ": the client does not read"));
+                            }
+                        } finally {
+                            key.interestOps(SelectionKey.OP_READ);
+                        }
+                    }
+                }
+                return CompletableFuture.completedFuture(null);
+            } catch (IOException | RuntimeException e) {
+                return CompletableFuture.failedFuture(e);
+            }
+        }
+
+        /** From any thread (stop): closes the socket and wakes the session thread, whose next read fails. */
+        void cut() {
+            closeQuietly(channel);
+            selector.wakeup();
+        }
+
+        /** Closes the socket and the selector (the socket's descriptor is released with the selector's key). */
+        void close() {
+            closeQuietly(channel);
+            closeQuietly(selector);
+        }
+    }
+}
