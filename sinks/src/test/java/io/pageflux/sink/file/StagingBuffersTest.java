@@ -233,6 +233,30 @@ class StagingBuffersTest {
         assertEquals(100, Files.size(tmp.resolve("a")));
     }
 
+    /** A holder whose write fails while giving its buffer up: the error names that file, which keeps its bytes. */
+    @Test
+    void aFailedWriteOfTheHolderNamesTheHoldersFile() throws IOException {
+        StagingBuffers staging = new StagingBuffers(1);
+        DirectFileOutput.Opener failsAfterOne = (f, options) -> {
+            FileChannel real = FileChannel.open(f, options);
+            return Arrays.asList(options).contains(ExtendedOpenOption.DIRECT)
+                    ? new DirectFileOutputTest.RefusingChannel(real, 1) : real;
+        };
+        Path a = tmp.resolve("a");
+        try (DirectFileOutput holder = new DirectFileOutput(a, true, staging, failsAfterOne);
+             DirectFileOutput other = new DirectFileOutput(tmp.resolve("b"), true, staging)) {
+            org.junit.jupiter.api.Assumptions.assumeTrue(holder.direct(), "needs a file system that accepts O_DIRECT");
+            holder.write(aligned(new byte[DirectFileOutput.PASS_THROUGH_BYTES])); // direct proven
+            holder.write(ByteBuffer.wrap(new byte[3 * 4096 + 10]));
+            IOException e = assertThrows(IOException.class, () -> other.write(ByteBuffer.wrap(new byte[5])));
+            assertEquals("cannot write the staged bytes of file=" + a + " bytesWritten=" + DirectFileOutput.PASS_THROUGH_BYTES
+                    + " (lending its staging buffer to another file): Invalid argument", e.getMessage());
+            assertEquals(DirectFileOutput.PASS_THROUGH_BYTES + 3 * 4096 + 10, holder.bytesWritten(), "still staged");
+            assertEquals(0, other.bytesWritten());
+        }
+        staging.release();
+    }
+
     @Test
     void bufferCountIsChecked() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new StagingBuffers(0));
