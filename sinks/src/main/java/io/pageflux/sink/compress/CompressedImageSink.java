@@ -7,6 +7,7 @@ import io.pageflux.sink.criu.CriuImageOptions;
 import io.pageflux.sink.criu.CriuLayout;
 import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.sink.criu.ImageWriteException;
+import io.pageflux.sink.file.StagingBuffers;
 import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
@@ -102,6 +103,12 @@ public final class CompressedImageSink implements PageSink {
         private final InFlight inFlight = new InFlight();
         /** The compressed pages file of each pagemap, created by the directory writer through the factory. */
         private final Map<PagemapId, CompressedPagesWriter> pagesFiles = new HashMap<>();
+        /**
+         * The O_DIRECT staging memory of all compressed pages files (frames are never aligned, so
+         * everything is staged): bounded whatever the number of pagemaps, freed on commit or abort.
+         * Created before the directory writer, which opens the first pagemaps while it is created.
+         */
+        private final StagingBuffers staging = new StagingBuffers();
 
         Output(DumpContext context) {
             writer = CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
@@ -114,7 +121,7 @@ public final class CompressedImageSink implements PageSink {
             Codec.Algorithm codec = compression.codec().algorithm();
             CompressedPagesWriter f = new CompressedPagesWriter(
                     directory.resolve(CompressedPagesFormat.pagesFileName(pagesId, codec)), codec, compression.frameBytes(),
-                    options.directIo());
+                    options.directIo(), staging);
             pagesFiles.put(id, f);
             return f;
         }
@@ -152,13 +159,21 @@ public final class CompressedImageSink implements PageSink {
         }
 
         synchronized SinkResult commit() {
-            writer.commit();
+            try {
+                writer.commit(); // finishes every pages file first, or aborts
+            } finally {
+                staging.release();
+            }
             return new SinkResult(describe(), writer.pages(), writer.bytesWritten(), writer.entries());
         }
 
         synchronized void abort() {
             inFlight.close();
-            writer.abort();
+            try {
+                writer.abort(); // closes every pages file first
+            } finally {
+                staging.release();
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ import static io.pageflux.sink.compress.CompressedPagesFormat.*;
 
 import io.pageflux.sink.criu.ImageDirectoryWriter;
 import io.pageflux.sink.file.DirectFileOutput;
+import io.pageflux.sink.file.StagingBuffers;
 import io.pageflux.source.PageRun;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -34,9 +35,18 @@ final class CompressedPagesWriter implements ImageDirectoryWriter.PagesFile, Aut
      * @param directIo write with {@code O_DIRECT} where the file system allows it
      */
     CompressedPagesWriter(Path file, Codec.Algorithm codec, int maxFrameRaw, boolean directIo) throws IOException {
+        this(file, codec, maxFrameRaw, directIo, null);
+    }
+
+    /**
+     * Like {@link #CompressedPagesWriter(Path, Codec.Algorithm, int, boolean)}, staging through the
+     * buffers shared by all pages files of one directory ({@code null}: a buffer of its own).
+     */
+    CompressedPagesWriter(Path file, Codec.Algorithm codec, int maxFrameRaw, boolean directIo,
+                          StagingBuffers staging) throws IOException {
         this.file = file;
         this.maxFrameRaw = maxFrameRaw;
-        this.out = new DirectFileOutput(file, directIo);
+        this.out = staging == null ? new DirectFileOutput(file, directIo) : new DirectFileOutput(file, directIo, staging);
         ByteBuffer h = ByteBuffer.allocate(FILE_HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         h.putInt(FH_MAGIC, FILE_MAGIC);
         h.putShort(FH_VERSION, (short) VERSION);

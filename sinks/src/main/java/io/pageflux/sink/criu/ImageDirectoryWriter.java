@@ -4,6 +4,7 @@ import io.pageflux.sink.criu.proto.InventoryProtos.InventoryEntry;
 import io.pageflux.sink.criu.proto.PagemapProtos.PagemapEntry;
 import io.pageflux.sink.criu.proto.PagemapProtos.PagemapHead;
 import io.pageflux.sink.file.DirectFileOutput;
+import io.pageflux.sink.file.StagingBuffers;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
@@ -42,8 +43,10 @@ import java.util.stream.Stream;
  * directory either does not exist or is complete.
  *
  * <p><b>Memory.</b> Constant: per open pagemap one pending entry (runs are merged into it while
- * they are contiguous with equal flags), a small pagemap write buffer and the pages file's
- * {@link DirectFileOutput} staging buffer (1 MiB, allocated when a run needs staging).
+ * they are contiguous with equal flags) and a small pagemap write buffer; for all pages files
+ * together one {@link StagingBuffers} (at most {@link StagingBuffers#DEFAULT_BUFFERS} ×
+ * {@link StagingBuffers#BYTES_PER_BUFFER} of direct memory, allocated when a run needs staging,
+ * whatever the number of pagemaps), freed when the writer commits or aborts.
  *
  * <p><b>Direct I/O.</b> By default pages files are written with {@code O_DIRECT}
  * ({@link DirectFileOutput}): a dump is written once and read later, so it should neither cost
@@ -224,6 +227,8 @@ public final class ImageDirectoryWriter implements AutoCloseable {
     private final Path tempDir;
     private final Options options;
     private final Map<PagemapId, PagemapWriter> pagemaps = new LinkedHashMap<>();
+    /** The O_DIRECT staging memory of all pages files, released on commit or abort. */
+    private final StagingBuffers staging = new StagingBuffers();
     private long nextPagesId;
     private State state = State.OPEN;
     private long bytesWritten;
@@ -391,6 +396,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         for (PagemapWriter w : pagemaps.values()) {
             w.finish();
         }
+        staging.release(); // every pages file is finished: none holds a buffer
         try {
             fsyncDirectory(tempDir);
         } catch (IOException e) {
@@ -467,6 +473,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         for (PagemapWriter w : pagemaps.values()) {
             w.closeQuietly();
         }
+        staging.release();
         try {
             deleteRecursively(tempDir);
         } catch (IOException e) {
@@ -479,6 +486,14 @@ public final class ImageDirectoryWriter implements AutoCloseable {
     @Override
     public void close() {
         abort();
+    }
+
+    /**
+     * The staging memory of this directory's {@code pages-<id>.img} files (not of files from a
+     * {@link Options#withPagesFiles factory}): for its counters.
+     */
+    public StagingBuffers stagingBuffers() {
+        return staging;
     }
 
     /** Where the directory will be after {@link #commit()}. */
@@ -665,7 +680,7 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                 }
             } else {
                 try {
-                    pagesOutput = new DirectFileOutput(pagesFile, options.directIo);
+                    pagesOutput = new DirectFileOutput(pagesFile, options.directIo, staging);
                 } catch (IOException e) {
                     throw fail(pagesFile, 0, e);
                 }

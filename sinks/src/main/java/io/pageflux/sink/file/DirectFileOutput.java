@@ -1,8 +1,6 @@
 package io.pageflux.sink.file;
 
 import com.sun.nio.file.ExtendedOpenOption;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.UnpooledByteBufAllocator;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -35,9 +33,12 @@ import reactor.util.Loggers;
  * does, or at the first write, as some FUSE and overlay set-ups do), the file is written through
  * the page cache instead and one warning line is logged; the bytes are the same.
  *
- * <p>Memory: the staging buffer is allocated per open file on its first staged write (a file that
- * only receives large aligned writes never needs one), outside the dump's buffer pool, like the
- * pagemap writers' small buffers. One thread at a time.
+ * <p>Memory: the staging buffer is borrowed from a {@link StagingBuffers} shared by all the files of
+ * one writer (a dump, a page-server session), so their staging memory is bounded whatever the
+ * number of files; a file that only receives large aligned writes never borrows one. While another
+ * file has the buffer, this one keeps the staged bytes that do not fill a whole block (less than
+ * one block) in a small array. A file created without a {@code StagingBuffers} gets one buffer of
+ * its own, freed when it is finished or closed. One thread at a time.
  */
 public final class DirectFileOutput implements AutoCloseable {
 
@@ -53,7 +54,7 @@ public final class DirectFileOutput implements AutoCloseable {
     /** The largest file-system block size used as O_DIRECT alignment; the staging buffer holds 16 of them. */
     static final int MAX_ALIGNMENT = 64 * 1024;
     private static final Logger LOG = Loggers.getLogger(DirectFileOutput.class);
-    private static final ByteBuffer EMPTY = ByteBuffer.allocateDirect(0);
+    private static final byte[] NONE = new byte[0];
 
     /** Opens the file; a seam so tests can stand in for a file system that refuses direct writes. */
     @FunctionalInterface
@@ -66,14 +67,17 @@ public final class DirectFileOutput implements AutoCloseable {
     private FileChannel channel;
     private boolean direct;
     private final int block;
-    /** Allocated on first use; {@link #EMPTY} until then and once finished or closed. */
+    private final StagingBuffers buffers;
+    /** Whether {@link #buffers} is this file's own, released with it. */
+    private final boolean ownBuffers;
+    /** The borrowed buffer, or null while this file holds none. */
+    private StagingBuffers.Lease lease;
+    /** {@code lease}'s buffer, or null: staged bytes from 0 to its position. */
     private ByteBuffer staging;
-    /**
-     * The staging buffer's memory, freed explicitly by {@link #finish} and {@link #close}: a page server
-     * opens files for session after session, and leaving a MiB per file to the garbage collector let
-     * direct memory grow by a MiB per session between collections.
-     */
-    private ByteBuf stagingMemory;
+    /** The staged bytes while no buffer is held (less than one block; put back first when one is borrowed). */
+    private byte[] remainder = NONE;
+    /** Set when the buffers were released while this file held one: its staged bytes are gone. */
+    private boolean detached;
     /** Where the staging buffer's first byte goes in the file (block-aligned while direct). */
     private long flushed;
     /** Whether a direct write has succeeded (after that, EINVAL is an error, not a refusal). */
@@ -88,12 +92,31 @@ public final class DirectFileOutput implements AutoCloseable {
      * @throws FileAlreadyExistsException if {@code file} exists (it is left alone)
      */
     public DirectFileOutput(Path file, boolean tryDirect) throws IOException {
-        this(file, tryDirect, FileChannel::open);
+        this(file, tryDirect, null, FileChannel::open);
+    }
+
+    /**
+     * Creates {@code file}, which must not exist, staging through {@code buffers}: the writer that
+     * owns {@code buffers} releases them when it ends, after finishing or closing this file.
+     *
+     * @param tryDirect false to go through the page cache in any case
+     * @param buffers   the staging buffers of all files of this writer
+     * @throws FileAlreadyExistsException if {@code file} exists (it is left alone)
+     */
+    public DirectFileOutput(Path file, boolean tryDirect, StagingBuffers buffers) throws IOException {
+        this(file, tryDirect, java.util.Objects.requireNonNull(buffers, "buffers"), FileChannel::open);
     }
 
     DirectFileOutput(Path file, boolean tryDirect, Opener opener) throws IOException {
+        this(file, tryDirect, null, opener);
+    }
+
+    /** {@code buffers} null: one buffer of this file's own. */
+    DirectFileOutput(Path file, boolean tryDirect, StagingBuffers buffers, Opener opener) throws IOException {
         this.file = file;
         this.opener = opener;
+        this.ownBuffers = buffers == null;
+        this.buffers = buffers != null ? buffers : new StagingBuffers(1);
         FileChannel ch = null;
         int blockSize = 4096;
         if (tryDirect) {
@@ -112,7 +135,6 @@ public final class DirectFileOutput implements AutoCloseable {
         this.direct = ch != null;
         this.channel = ch != null ? ch : opener.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
         this.block = blockSize;
-        this.staging = EMPTY;
     }
 
     /**
@@ -143,7 +165,7 @@ public final class DirectFileOutput implements AutoCloseable {
     public void write(ByteBuffer src) throws IOException {
         ByteBuffer s = src.duplicate();
         while (s.hasRemaining()) {
-            if (staging.position() == 0 && s.remaining() >= PASS_THROUGH_BYTES && aligned(s)) {
+            if (staged() == 0 && s.remaining() >= PASS_THROUGH_BYTES && aligned(s)) {
                 // straight from the caller's buffer: a whole number of blocks (direct), or all of it
                 int n = direct ? s.remaining() - s.remaining() % block : s.remaining();
                 ByteBuffer out = s.duplicate().limit(s.position() + n);
@@ -153,17 +175,79 @@ public final class DirectFileOutput implements AutoCloseable {
                 s.position(s.position() + n);
                 continue;
             }
-            if (staging == EMPTY) {
-                stagingMemory = UnpooledByteBufAllocator.DEFAULT.directBuffer(STAGING_BYTES + block);
-                staging = stagingMemory.nioBuffer(0, STAGING_BYTES + block).alignedSlice(block).limit(STAGING_BYTES);
-            }
-            int n = Math.min(s.remaining(), staging.remaining());
-            staging.put(staging.position(), s, s.position(), n);
-            staging.position(staging.position() + n);
+            ByteBuffer st = staging();
+            int n = Math.min(s.remaining(), st.remaining());
+            st.put(st.position(), s, s.position(), n);
+            st.position(st.position() + n);
             s.position(s.position() + n);
-            if (!staging.hasRemaining()) {
+            if (!st.hasRemaining()) {
                 flushWhole();
             }
+        }
+    }
+
+    /** Bytes appended but not yet written to the file. */
+    private int staged() {
+        return staging != null ? staging.position() : remainder.length;
+    }
+
+    /** The staging buffer, borrowed (with the remainder put back in front) if this file holds none. */
+    private ByteBuffer staging() throws IOException {
+        checkAttached();
+        if (staging == null) {
+            StagingBuffers.Lease l = buffers.lend(this);
+            lease = l;
+            staging = l.buffer();
+            staging.put(remainder);
+            remainder = NONE;
+        } else {
+            buffers.touch(lease);
+        }
+        return staging;
+    }
+
+    private void checkAttached() {
+        if (detached) {
+            throw new IllegalStateException("staged bytes of file=" + file + " were dropped: its staging buffers "
+                    + "were released before the file was finished (its image directory was committed or aborted)");
+        }
+    }
+
+    /**
+     * Gives the staging buffer up for another file of the same writer: writes the whole blocks
+     * staged, keeps the rest (less than a block) in {@link #remainder}.
+     *
+     * @throws IOException naming this file if the write fails (the buffer is then still held)
+     */
+    void surrender() throws IOException {
+        try {
+            flushWhole();
+        } catch (IOException e) {
+            throw new IOException("cannot write the staged bytes of file=" + file + " bytesWritten=" + flushed
+                    + " (lending its staging buffer to another file): " + e.getMessage(), e);
+        }
+        remainder = new byte[staging.position()];
+        staging.get(0, remainder);
+        staging = null;
+        lease = null;
+    }
+
+    /** The buffers were released while this file held one (see {@link StagingBuffers#release()}). */
+    void detach() {
+        detached = staging.position() > 0 || detached;
+        staging = null;
+        lease = null;
+    }
+
+    /** Returns the borrowed buffer, if any, and frees this file's own buffers. */
+    private void returnStaging() {
+        if (lease != null) {
+            buffers.giveBack(lease, this);
+            lease = null;
+            staging = null;
+        }
+        if (ownBuffers) {
+            buffers.release();
         }
     }
 
@@ -199,6 +283,9 @@ public final class DirectFileOutput implements AutoCloseable {
 
     /** Writes the staged bytes that fill whole blocks; keeps the rest (less than a block) staged. */
     private void flushWhole() throws IOException {
+        if (staging == null) {
+            return; // the remainder alone is less than a block
+        }
         int whole = direct ? staging.position() - staging.position() % block : staging.position();
         if (whole == 0) {
             return;
@@ -215,28 +302,33 @@ public final class DirectFileOutput implements AutoCloseable {
         if (finished) {
             return;
         }
+        checkAttached();
         flushWhole();
-        if (staging.position() > 0) {
+        ByteBuffer tail = staging != null ? staging.duplicate().flip() : ByteBuffer.wrap(remainder);
+        if (tail.hasRemaining()) {
             // the tail is not a whole block: O_DIRECT cannot write it, an ordinary descriptor can
-            ByteBuffer tail = staging.duplicate().flip();
+            int n = tail.remaining();
             try (FileChannel plain = opener.open(file, StandardOpenOption.WRITE)) {
                 while (tail.hasRemaining()) {
                     plain.write(tail, flushed + tail.position());
                 }
                 plain.force(true);
             }
-            flushed += staging.position();
-            staging.clear().limit(STAGING_BYTES);
+            flushed += n;
+            if (staging != null) {
+                staging.clear().limit(STAGING_BYTES);
+            }
+            remainder = NONE;
         }
         channel.force(true);
         channel.close();
-        freeStaging(); // the writer may live on until its directory is committed
+        returnStaging(); // the writer may live on until its directory is committed
         finished = true;
     }
 
     /** Bytes appended so far (staged or on disk). */
     public long bytesWritten() {
-        return flushed + staging.position();
+        return flushed + staged();
     }
 
     /** Bytes written straight from callers' buffers, without a copy into the staging buffer. */
@@ -253,18 +345,10 @@ public final class DirectFileOutput implements AutoCloseable {
         return file;
     }
 
-    /** Closes without finishing (the caller deletes the file). */
+    /** Closes without finishing (the caller deletes the file); gives the staging buffer back. */
     @Override
     public void close() throws IOException {
-        freeStaging();
+        returnStaging();
         channel.close();
-    }
-
-    private void freeStaging() {
-        staging = EMPTY;
-        if (stagingMemory != null) {
-            stagingMemory.release();
-            stagingMemory = null;
-        }
     }
 }

@@ -247,7 +247,7 @@ public class DirectFileOutputTest {
     }
 
     /** Delegates to a real channel; positioned writes fail with EINVAL after {@code okWrites} succeeded. */
-    private static final class RefusingChannel extends FileChannel {
+    static final class RefusingChannel extends FileChannel {
         private final FileChannel real;
         private int okWrites;
 
