@@ -21,10 +21,10 @@ import java.util.OptionalLong;
  *
  * <p>One small file per process ({@code soft-dirty-PID-STARTTIME}, the start time telling a reused pid apart)
  * holding either {@code cleared dump_uptime=U} (the dump with that {@code dump_uptime} completed) or
- * {@code clearing} (a dump cleared the bits and has not completed, or failed). {@link #tracking} writes
- * {@code clearing} before every clear; {@link #completed} records the dump once its images and digests are
- * written. Anything else — no file, {@code clearing}, another uptime — makes the next iteration compare page
- * digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
+ * {@code clearing} (a dump cleared the bits, or is about to, and has not completed, or failed). {@link #tracking}
+ * writes {@code clearing} before every clear (before the freeze); {@link #completed} records the dump once its
+ * images and digests are written. Anything else — no file, {@code clearing}, another uptime — makes the next
+ * iteration compare page digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
  */
 public final class SoftDirtyLedger {
 
@@ -71,10 +71,19 @@ public final class SoftDirtyLedger {
         }
     }
 
-    /** {@code kernel}, but every clear is first recorded as {@code clearing} (a dump in progress). */
+    /**
+     * {@code kernel}, but every clear is first recorded as {@code clearing} (a dump in progress): by
+     * {@link SoftDirty.Kernel#prepareClear}, before the target is frozen, so that no file is written while it is
+     * stopped; by {@link SoftDirty.Kernel#clear} itself when it was not prepared. A dump that fails after
+     * preparing and before clearing leaves {@code clearing} too: the next iteration compares digests, which is
+     * always correct.
+     */
     public SoftDirty.Kernel tracking(SoftDirty.Kernel kernel) {
         Objects.requireNonNull(kernel, "kernel");
         return new SoftDirty.Kernel() {
+            /** The pid whose next clear is already recorded, 0 for none. */
+            private volatile int prepared;
+
             @Override
             public boolean supported() {
                 return kernel.supported();
@@ -86,8 +95,18 @@ public final class SoftDirtyLedger {
             }
 
             @Override
-            public void clear(int pid) {
+            public void prepareClear(int pid) {
                 write(pid, "clearing");
+                prepared = pid;
+                kernel.prepareClear(pid);
+            }
+
+            @Override
+            public void clear(int pid) {
+                if (prepared != pid) {
+                    write(pid, "clearing");
+                }
+                prepared = 0; // one prepared record covers one clear: a later one records itself again
                 kernel.clear(pid);
             }
         };

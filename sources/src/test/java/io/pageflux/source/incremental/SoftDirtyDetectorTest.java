@@ -255,6 +255,47 @@ class SoftDirtyDetectorTest {
     }
 
     @Test
+    void theLedgerRecordIsWrittenBeforeTheFreezeNotWhileFrozen(@TempDir Path dir) throws Exception {
+        try (SampleProcess target = SampleProcess.start()) {
+            int pid = target.pid();
+            SoftDirtyLedger ledger = SoftDirtyLedger.at(dir.resolve("ledger"));
+            List<String> clears = new ArrayList<>();
+            SoftDirty.Kernel real = new SoftDirty.Kernel() {
+                @Override
+                public boolean supported() {
+                    return true;
+                }
+
+                @Override
+                public SoftDirty.Entries open(int p) {
+                    return SoftDirty.kernel().open(p);
+                }
+
+                @Override
+                public void clear(int p) {
+                    clears.add("clear pid=" + p + " ledger=" + ledger.lastClear(p));
+                }
+            };
+            ledger.completed(pid, 41);
+            SoftDirty.Kernel tracked = ledger.tracking(real);
+            // configuring the detector (before any freeze) records the coming clear; nothing is cleared yet
+            new SoftDirtyDetector(PageDigests.empty(), pid, tracked).configure(
+                    io.pageflux.source.freeze.FreezingSource.of(pid, io.pageflux.source.freeze.Freezer.ptrace(pid),
+                            io.pageflux.source.freeze.FreezeMode.PRE_DUMP));
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "clearing is on record before the freeze");
+            assertEquals(List.of(), clears);
+            // the frozen clear writes nothing: a record made meanwhile (here by hand) is left as it is
+            ledger.completed(pid, 42);
+            tracked.clear(pid);
+            assertEquals(List.of("clear pid=" + pid + " ledger=OptionalLong[42]"), clears);
+            // one prepared record covers one clear: the next clear records itself again
+            tracked.clear(pid);
+            assertEquals("clear pid=" + pid + " ledger=OptionalLong.empty", clears.get(1));
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid));
+        }
+    }
+
+    @Test
     void theRealKernelsBitsAgreeBetweenTheIoctlAndThePagemapFile() throws Exception {
         try (SampleProcess target = SampleProcess.start()) {
             long a = target.address(Region.A);
