@@ -11,7 +11,9 @@ import io.pageflux.source.freeze.RunList;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
@@ -86,7 +88,7 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         long t0 = System.nanoTime();
         RunList out;
         try (SoftDirty.Entries pagemap = kernel.open(pid)) {
-            out = split(scanned, pagemap, previous, true);
+            out = split(scanned, pagemap, previous);
         }
         long t1 = System.nanoTime();
         lookupNanos.addAndGet(t1 - t0);
@@ -101,7 +103,7 @@ public final class SoftDirtyDetector implements PageChangeDetector {
      * parent's runs of pages (two range lists, merged): nothing here is per page, so a 64 GiB mapping with a few
      * dirty ranges costs a few steps while the target is frozen.
      */
-    private RunList split(RunList scanned, SoftDirty.Entries pagemap, PageDigests parentDigests, boolean count) {
+    private RunList split(RunList scanned, SoftDirty.Entries pagemap, PageDigests parentDigests) {
         RunList out = new RunList();
         PageRanges dirtyRanges = new PageRanges(SoftDirty.RANGES_PER_SCAN);
         PageRanges parentRanges = new PageRanges(64);
@@ -121,13 +123,11 @@ public final class SoftDirtyDetector implements PageChangeDetector {
             long shift = run.pagemapVaddr() - run.address();
             long holes = SoftDirty.split(run, dirtyRanges, parentRanges, (address, pages, hole) -> out.add(address,
                     pages, run.pagemap(), address + shift, hole ? PageFlags.PE_PARENT : run.flags(), planned.via()));
-            if (count) {
-                // every dirty page is read; the other pages read are clean ones the parent lacks
-                long bits = dirtyRanges.pagesWithin(run.address(), run.end());
-                dirty.addAndGet(bits);
-                newToChain.addAndGet(run.pages() - holes - bits);
-                rangeBytes = Math.max(rangeBytes, dirtyRanges.memoryBytes() + parentRanges.memoryBytes());
-            }
+            // every dirty page is read; the other pages read are clean ones the parent lacks
+            long bits = dirtyRanges.pagesWithin(run.address(), run.end());
+            dirty.addAndGet(bits);
+            newToChain.addAndGet(run.pages() - holes - bits);
+            rangeBytes = Math.max(rangeBytes, dirtyRanges.memoryBytes() + parentRanges.memoryBytes());
         }
         return out;
     }
@@ -137,41 +137,49 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         return rangeBytes;
     }
 
-    /** The synthetic runs {@link #warmUp} splits: this many, of as many pages each, a page apart. */
+    /** {@link #warmUp} splits this many synthetic runs, of 64 pages but every 16th of 4096 (over 512 ranges). */
     private static final int WARM_UP_RUNS = 256;
     private static final int WARM_UP_ROUNDS = 5;
 
     /**
      * Runs the frozen step's code on synthetic ranges before the freeze, so that the JIT has compiled it and the
      * native calls are bound: in a fresh JVM the first, interpreted run would cost the frozen target several
-     * milliseconds. Many runs with many ranges each, as every per-run and per-range path must be compiled. Costs
-     * a few milliseconds of CPU while the target runs; nothing of the target is changed.
+     * milliseconds. Every branch must be taken here, as one first taken in the freeze makes the JIT drop its code
+     * (back to the interpreter, mid-freeze): many runs, short and long, dirty ranges that touch and that fill
+     * more than the initial arrays, parent runs with gaps, the counters. Costs a few milliseconds of CPU while
+     * the target runs; nothing of the target is changed.
      */
     void warmUp() {
         long base = 1L << 40;
         PagemapId id = PagemapId.task(pid);
         PageDigests.Builder fake = PageDigests.builder();
-        PageRanges bits = new PageRanges();
+        List<long[]> dirtyPages = new ArrayList<>();
         RunList runs = new RunList();
+        long start = base;
         for (int r = 0; r < WARM_UP_RUNS; r++) {
-            long start = base + (long) r * (WARM_UP_RUNS + 1) * PAGE;
-            runs.add(start, WARM_UP_RUNS, id, start, PageFlags.PE_PRESENT,
+            int pages = r % 16 == 15 ? 4096 : 64;
+            runs.add(start, pages, id, start, PageFlags.PE_PRESENT,
                     io.pageflux.source.RegionDecision.ReadVia.PROCESS_VM_READV);
-            for (int i = 0; i < WARM_UP_RUNS; i++) {
-                // a digest for 7 pages of 8, a dirty bit on every 3rd: every branch of the merge walk
+            for (int i = 0; i < pages; i++) {
                 long page = start + (long) i * PAGE;
+                // a digest for 7 pages of 8; 2 dirty pages of 5, added one by one (so they merge)
                 if (i % 8 != 7) {
                     fake.add(id, page, i);
                 }
-                if (i % 3 == 0) {
-                    bits.add(page, page + PAGE);
+                if (i % 5 < 2) {
+                    dirtyPages.add(new long[] {page, page + PAGE});
                 }
             }
+            start += (pages + 1L) * PAGE;
         }
+        PageRanges bits = new PageRanges();
+        dirtyPages.forEach(p -> bits.add(p[0], p[1]));
         PageDigests parentDigests = fake.build(0, 0);
         // each round splits the runs twice: with the synthetic bits, and with the target's own pagemap (a range it
         // does not map: cheap, and no bit is cleared) — so that the native calls are bound, and the JIT, having
-        // seen both kinds of Entries, keeps its compiled code when the real one comes in the freeze
+        // seen both kinds of Entries, keeps its compiled code when the real one comes in the freeze. A scratch
+        // detector keeps this one's counters clean.
+        SoftDirtyDetector scratch = new SoftDirtyDetector(parentDigests, pid, kernel);
         try (SoftDirty.Entries pagemap = kernel.open(pid)) {
             SoftDirty.Entries synthetic = new SoftDirty.Entries() {
                 @Override
@@ -180,8 +188,8 @@ public final class SoftDirtyDetector implements PageChangeDetector {
                 }
 
                 @Override
-                public void readDirty(long start, long end, PageRanges into) {
-                    into.addAll(bits, start, end);
+                public void readDirty(long from, long to, PageRanges into) {
+                    into.addAll(bits, from, to);
                 }
 
                 @Override
@@ -189,8 +197,8 @@ public final class SoftDirtyDetector implements PageChangeDetector {
                 }
             };
             for (int round = 0; round < WARM_UP_ROUNDS; round++) {
-                split(runs, synthetic, parentDigests, false);
-                split(runs, pagemap, parentDigests, false);
+                scratch.split(runs, synthetic, parentDigests);
+                scratch.split(runs, pagemap, parentDigests);
             }
         }
     }
