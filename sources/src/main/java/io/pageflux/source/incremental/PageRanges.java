@@ -116,14 +116,6 @@ public final class PageRanges {
         size = 0;
     }
 
-    /** Drops the ranges after the first {@code ranges} (to undo a partial append). */
-    void truncate(int ranges) {
-        if (ranges < 0 || ranges > size) {
-            throw new IndexOutOfBoundsException("truncate to " + ranges + " of " + size + " ranges");
-        }
-        size = ranges;
-    }
-
     /** Bytes of the backing array: what these ranges cost in memory (16 bytes per range of capacity). */
     long memoryBytes() {
         return (long) bounds.length * Long.BYTES;

@@ -10,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.Objects;
 import java.util.OptionalLong;
 
@@ -81,8 +82,8 @@ public final class SoftDirtyLedger {
     public SoftDirty.Kernel tracking(SoftDirty.Kernel kernel) {
         Objects.requireNonNull(kernel, "kernel");
         return new SoftDirty.Kernel() {
-            /** The pid whose next clear is already recorded, 0 for none. */
-            private volatile int prepared;
+            /** The record {@link #prepareClear} wrote for the next clear; null for none. */
+            private volatile Prepared prepared;
 
             @Override
             public boolean supported() {
@@ -96,20 +97,40 @@ public final class SoftDirtyLedger {
 
             @Override
             public void prepareClear(int pid) {
-                write(pid, "clearing");
-                prepared = pid;
+                Path file = write(pid, "clearing");
+                prepared = new Prepared(pid, file, identity(file));
                 kernel.prepareClear(pid);
             }
 
             @Override
             public void clear(int pid) {
-                if (prepared != pid) {
+                Prepared p = prepared;
+                prepared = null; // one prepared record covers one clear: a later one records itself again
+                // one stat while frozen instead of a write: if anything replaced the record since (another dump of
+                // the process completing in between), it is written again
+                if (p == null || p.pid() != pid || !p.identity().equals(identity(p.file()))) {
                     write(pid, "clearing");
                 }
-                prepared = 0; // one prepared record covers one clear: a later one records itself again
                 kernel.clear(pid);
             }
         };
+    }
+
+    /** A {@code clearing} record written ahead of a clear: which file, and its identity then. */
+    private record Prepared(int pid, Path file, Object identity) {
+    }
+
+    /**
+     * The file's inode and modification time (each write renames a new file into place), or an object equal to
+     * nothing if it cannot be read.
+     */
+    private static Object identity(Path file) {
+        try {
+            BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class);
+            return java.util.Arrays.asList(a.fileKey(), a.lastModifiedTime());
+        } catch (IOException e) {
+            return new Object();
+        }
     }
 
     /** The dump of {@code pid} with {@code dumpUptimeMicros} cleared the bits and is complete. */
@@ -125,7 +146,8 @@ public final class SoftDirtyLedger {
         return dir.resolve("soft-dirty-" + pid + "-" + stat.startMicros());
     }
 
-    private void write(int pid, String line) {
+    /** Writes {@code line} as the record of {@code pid}, atomically; returns the file. */
+    private Path write(int pid, String line) {
         Path file = file(pid);
         try {
             Files.createDirectories(dir);
@@ -140,6 +162,7 @@ public final class SoftDirtyLedger {
             throw new PagefluxException("cannot record the soft-dirty clear of pid=" + pid + ": file=" + file + ": "
                     + e.getMessage() + " (make the directory writable, or use --change-detection digest)", e);
         }
+        return file;
     }
 
     @Override

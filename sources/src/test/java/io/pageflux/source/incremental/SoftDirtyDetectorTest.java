@@ -284,13 +284,29 @@ class SoftDirtyDetectorTest {
                             io.pageflux.source.freeze.FreezeMode.PRE_DUMP));
             assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "clearing is on record before the freeze");
             assertEquals(List.of(), clears);
-            // the frozen clear writes nothing: a record made meanwhile (here by hand) is left as it is
+            Path record;
+            try (var files = Files.list(ledger.dir())) {
+                record = files.filter(f -> f.getFileName().toString().startsWith("soft-dirty-")).findFirst().orElseThrow();
+            }
+            assertEquals("clearing\n", Files.readString(record));
+            Object before = Files.readAttributes(record, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+            Thread.sleep(20); // a rewrite would show in the modification time too
+            java.nio.file.attribute.FileTime written = Files.getLastModifiedTime(record);
+            // the frozen clear writes nothing: the prepared record is still the same file
+            tracked.clear(pid);
+            assertEquals(List.of("clear pid=" + pid + " ledger=OptionalLong.empty"), clears);
+            assertEquals(before, Files.readAttributes(record, java.nio.file.attribute.BasicFileAttributes.class)
+                    .fileKey());
+            assertEquals(written, Files.getLastModifiedTime(record));
+            // one prepared record covers one clear, and a record replaced in between (another dump completing) is
+            // written again: the clear never hides behind someone else's "cleared"
             ledger.completed(pid, 42);
             tracked.clear(pid);
-            assertEquals(List.of("clear pid=" + pid + " ledger=OptionalLong[42]"), clears);
-            // one prepared record covers one clear: the next clear records itself again
-            tracked.clear(pid);
             assertEquals("clear pid=" + pid + " ledger=OptionalLong.empty", clears.get(1));
+            tracked.prepareClear(pid);
+            ledger.completed(pid, 43);
+            tracked.clear(pid);
+            assertEquals("clear pid=" + pid + " ledger=OptionalLong.empty", clears.get(2));
             assertEquals(OptionalLong.empty(), ledger.lastClear(pid));
         }
     }
