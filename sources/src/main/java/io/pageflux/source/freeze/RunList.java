@@ -39,6 +39,21 @@ public final class RunList implements Iterable<PlannedRun> {
     }
 
     public void add(PlannedRun planned) {
+        PageRun run = planned.run();
+        add(run.address(), run.pages(), run.pagemap(), run.pagemapVaddr(), run.flags(), planned.via());
+    }
+
+    /**
+     * Appends the run {@code new PlannedRun(new PageRun(address, pages, pagemap, pagemapVaddr, flags), via)}
+     * without making those objects: for a frozen step that cuts runs into many pieces.
+     *
+     * @throws IllegalArgumentException if {@code pages <= 0}
+     */
+    public void add(long address, long runPages, PagemapId pagemap, long pagemapVaddr, int runFlags, ReadVia via) {
+        if (runPages <= 0) {
+            throw new IllegalArgumentException("a run has at least one page: address=0x" + Long.toHexString(address)
+                    + " pages=" + runPages);
+        }
         if (size == addresses.length) {
             int n = size * 2;
             addresses = Arrays.copyOf(addresses, n);
@@ -48,18 +63,20 @@ public final class RunList implements Iterable<PlannedRun> {
             vias = Arrays.copyOf(vias, n);
             pagemaps = Arrays.copyOf(pagemaps, n);
         }
-        PageRun run = planned.run();
-        addresses[size] = run.address();
-        pages[size] = run.pages();
-        pagemapVaddrs[size] = run.pagemapVaddr();
-        flags[size] = run.flags();
-        vias[size] = (byte) planned.via().ordinal();
-        pagemaps[size] = pagemapIndex(run.pagemap());
+        addresses[size] = address;
+        pages[size] = runPages;
+        pagemapVaddrs[size] = pagemapVaddr;
+        flags[size] = runFlags;
+        vias[size] = (byte) via.ordinal();
+        pagemaps[size] = pagemapIndex(pagemap);
         size++;
-        totalPages += run.pages();
+        totalPages += runPages;
     }
 
     private short pagemapIndex(PagemapId id) {
+        if (size > 0 && pagemapIds.get(pagemaps[size - 1]) == id) {
+            return pagemaps[size - 1]; // the pieces of one run share its id: no lookup
+        }
         // a handful of pagemaps (the task and its shared objects): linear search, most recent first
         for (int i = pagemapIds.size() - 1; i >= 0; i--) {
             if (pagemapIds.get(i).equals(id)) {

@@ -44,6 +44,7 @@ public final class DigestDetector implements PageChangeDetector {
         if (clearing == null) {
             return s;
         }
+        clearing.prepareClear(pid); // the ledger's record: a file write, not while the target is stopped
         return s.withFrozenScanStep(runs -> {
             long t0 = System.nanoTime();
             clearing.clear(pid);

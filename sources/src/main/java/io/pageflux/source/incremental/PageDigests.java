@@ -177,6 +177,32 @@ public final class PageDigests {
         return t.digests[i];
     }
 
+    /**
+     * Appends to {@code into} the runs of pages of {@code pagemap} that have a digest, clipped to
+     * {@code [from, to)} (pagemap addresses): a binary search, then one step per run — no per-page work, so
+     * that the soft-dirty path can intersect them with the dirty ranges while the target is frozen.
+     */
+    void runsIn(PagemapId pagemap, long from, long to, PageRanges into) {
+        Table t = tables.get(pagemap);
+        if (t == null) {
+            return;
+        }
+        // the first run that ends after from
+        int lo = 0;
+        int hi = t.starts.length;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (t.starts[mid] + t.counts[mid] * PAGE <= from) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        for (int r = lo; r < t.starts.length && t.starts[r] < to; r++) {
+            into.add(Math.max(t.starts[r], from), Math.min(t.starts[r] + t.counts[r] * PAGE, to));
+        }
+    }
+
     /** A reader for ascending lookups in one pagemap; O(1) per page while addresses ascend. */
     public Cursor cursor(PagemapId pagemap) {
         return new Cursor(tables.get(pagemap));

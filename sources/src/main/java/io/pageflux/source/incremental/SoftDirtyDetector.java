@@ -11,7 +11,9 @@ import io.pageflux.source.freeze.RunList;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
@@ -20,9 +22,11 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@value #METHOD}: changed pages found with the kernel's soft-dirty bits ({@link SoftDirty}). While the
  * target is frozen, right after the scan ({@link FreezingSource.FrozenScanStep}):
  * <ol>
- *   <li>read the pagemap entries of every planned page; a page whose bit 55 is clear and that the parent
- *       has ({@code previous} holds its digest) becomes part of a PE_PARENT run — a hole that is <b>not
- *       read</b>; a soft-dirty page, or a clean page new to the chain, keeps its flags and is read;</li>
+ *   <li>read the soft-dirty ranges of every planned run ({@code PAGEMAP_SCAN}); a page outside them that the
+ *       parent has ({@code previous} holds its digest) becomes part of a PE_PARENT run — a hole that is <b>not
+ *       read</b>; a soft-dirty page, or a clean page new to the chain, keeps its flags and is read. Both sides are
+ *       range lists merged in one walk ({@link SoftDirty#split(PageRun, PageRanges, PageRanges)}), so the frozen
+ *       work follows the number of ranges, not of pages;</li>
  *   <li>clear the bits ({@code clear_refs 4}) so that the next iteration sees the writes made after this
  *       scan. Clearing after the scan, before the thaw, loses no write.</li>
  * </ol>
@@ -53,6 +57,8 @@ public final class SoftDirtyDetector implements PageChangeDetector {
     private final AtomicLong lookupNanos = new AtomicLong();
     private final AtomicLong clearNanos = new AtomicLong();
     private volatile boolean cleared;
+    /** See {@link #rangeBufferBytes()}; written by the frozen step only. */
+    private long rangeBytes;
 
     /**
      * @param previous the parent's digests (which pages the chain has); {@link PageDigests#empty()}: no hole
@@ -73,6 +79,7 @@ public final class SoftDirtyDetector implements PageChangeDetector {
     @Override
     public FreezingSource configure(FreezingSource source) {
         warmUp();
+        kernel.prepareClear(pid); // the ledger's record: a file write, not while the target is stopped
         return source.withFrozenScanStep(this::afterScan).withReaderDecorator(this::wrap);
     }
 
@@ -81,7 +88,7 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         long t0 = System.nanoTime();
         RunList out;
         try (SoftDirty.Entries pagemap = kernel.open(pid)) {
-            out = split(scanned, pagemap::read, previous, true);
+            out = split(scanned, pagemap, previous);
         }
         long t1 = System.nanoTime();
         lookupNanos.addAndGet(t1 - t0);
@@ -91,16 +98,15 @@ public final class SoftDirtyDetector implements PageChangeDetector {
         return out;
     }
 
-    /** Reads pagemap entries, as {@link SoftDirty.Entries#read}. */
-    @FunctionalInterface
-    private interface EntryReader {
-        void read(long address, long[] into, int count);
-    }
-
-    private RunList split(RunList scanned, EntryReader entriesOf, PageDigests parentDigests, boolean count) {
+    /**
+     * Splits every task run into pages to read and PE_PARENT holes, from the run's dirty ranges and the
+     * parent's runs of pages (two range lists, merged): nothing here is per page, so a 64 GiB mapping with a few
+     * dirty ranges costs a few steps while the target is frozen.
+     */
+    private RunList split(RunList scanned, SoftDirty.Entries pagemap, PageDigests parentDigests) {
         RunList out = new RunList();
-        Map<PagemapId, PageDigests.Cursor> parent = new HashMap<>();
-        long[] entries = new long[1024];
+        PageRanges dirtyRanges = new PageRanges(SoftDirty.RANGES_PER_SCAN);
+        PageRanges parentRanges = new PageRanges(64);
         for (PlannedRun planned : scanned) {
             PageRun run = planned.run();
             if (run.pagemap().kind() != PagemapId.Kind.TASK) {
@@ -110,62 +116,89 @@ public final class SoftDirtyDetector implements PageChangeDetector {
                 out.add(planned);
                 continue;
             }
-            int pages = Math.toIntExact(run.pages());
-            if (entries.length < pages) {
-                entries = new long[pages];
-            }
-            entriesOf.read(run.address(), entries, pages);
-            PageDigests.Cursor cursor = parent.computeIfAbsent(run.pagemap(), parentDigests::cursor);
-            int at = 0;
-            for (PageRun piece : SoftDirty.split(run, entries, cursor::find)) {
-                out.add(new PlannedRun(piece, planned.via()));
-                if (count && !PageFlags.has(piece.flags(), PageFlags.PE_PARENT)) {
-                    long bits = 0;
-                    for (int i = at; i < at + piece.pages(); i++) {
-                        bits += (entries[i] & SoftDirty.PM_SOFT_DIRTY) != 0 ? 1 : 0;
-                    }
-                    dirty.addAndGet(bits);
-                    newToChain.addAndGet(piece.pages() - bits);
-                }
-                at += (int) piece.pages();
-            }
+            dirtyRanges.clear();
+            pagemap.readDirty(run.address(), run.end(), dirtyRanges);
+            parentRanges.clear();
+            parentDigests.runsIn(run.pagemap(), run.pagemapVaddr(), run.pagemapVaddr() + run.bytes(), parentRanges);
+            long shift = run.pagemapVaddr() - run.address();
+            long holes = SoftDirty.split(run, dirtyRanges, parentRanges, (address, pages, hole) -> out.add(address,
+                    pages, run.pagemap(), address + shift, hole ? PageFlags.PE_PARENT : run.flags(), planned.via()));
+            // every dirty page is read; the other pages read are clean ones the parent lacks
+            long bits = dirtyRanges.pagesWithin(run.address(), run.end());
+            dirty.addAndGet(bits);
+            newToChain.addAndGet(run.pages() - holes - bits);
+            rangeBytes = Math.max(rangeBytes, dirtyRanges.memoryBytes() + parentRanges.memoryBytes());
         }
         return out;
     }
 
-    /** Pages of the synthetic run {@link #warmUp} splits. */
-    private static final int WARM_UP_PAGES = 1 << 16;
+    /** The most the range lists of the frozen step took, in bytes (for tests: no per-page structure). */
+    long rangeBufferBytes() {
+        return rangeBytes;
+    }
+
+    /** {@link #warmUp} splits this many synthetic runs, of 64 pages but every 16th of 4096 (over 512 ranges). */
+    private static final int WARM_UP_RUNS = 256;
     private static final int WARM_UP_ROUNDS = 5;
 
     /**
-     * Runs the frozen step's code on synthetic bits before the freeze, so that the JIT has compiled it and the
-     * native calls are bound: the first, cold run over 512 MiB costs the frozen target hundreds of milliseconds,
-     * a warm one about 2 ms. Costs some CPU while the target runs; nothing of the target is changed.
+     * Runs the frozen step's code on synthetic ranges before the freeze, so that the JIT has compiled it and the
+     * native calls are bound: in a fresh JVM the first, interpreted run would cost the frozen target several
+     * milliseconds. Every branch must be taken here, as one first taken in the freeze makes the JIT drop its code
+     * (back to the interpreter, mid-freeze): many runs, short and long, dirty ranges that touch and that fill
+     * more than the initial arrays, parent runs with gaps, the counters. Costs a few milliseconds of CPU while
+     * the target runs; nothing of the target is changed.
      */
     void warmUp() {
         long base = 1L << 40;
         PagemapId id = PagemapId.task(pid);
         PageDigests.Builder fake = PageDigests.builder();
-        long[] bits = new long[WARM_UP_PAGES];
-        for (int i = 0; i < WARM_UP_PAGES; i++) {
-            // a digest for 7 pages of 8, a dirty bit on every 3rd: every branch of the loops
-            if (i % 8 != 7) {
-                fake.add(id, base + (long) i * PAGE, i);
-            }
-            bits[i] = i % 3 == 0 ? SoftDirty.PM_SOFT_DIRTY : 0;
-        }
-        PageDigests parentDigests = fake.build(0, 0);
+        List<long[]> dirtyPages = new ArrayList<>();
         RunList runs = new RunList();
-        runs.add(new PlannedRun(new PageRun(base, WARM_UP_PAGES, id, base, PageFlags.PE_PRESENT),
-                io.pageflux.source.RegionDecision.ReadVia.PROCESS_VM_READV));
-        // the target's own pagemap is read too (a range it does not map: cheap, and no bit is cleared), so that
-        // the first real read in the freeze does not pay for binding and compiling the native calls
+        long start = base;
+        for (int r = 0; r < WARM_UP_RUNS; r++) {
+            int pages = r % 16 == 15 ? 4096 : 64;
+            runs.add(start, pages, id, start, PageFlags.PE_PRESENT,
+                    io.pageflux.source.RegionDecision.ReadVia.PROCESS_VM_READV);
+            for (int i = 0; i < pages; i++) {
+                long page = start + (long) i * PAGE;
+                // a digest for 7 pages of 8; 2 dirty pages of 5, added one by one (so they merge)
+                if (i % 8 != 7) {
+                    fake.add(id, page, i);
+                }
+                if (i % 5 < 2) {
+                    dirtyPages.add(new long[] {page, page + PAGE});
+                }
+            }
+            start += (pages + 1L) * PAGE;
+        }
+        PageRanges bits = new PageRanges();
+        dirtyPages.forEach(p -> bits.add(p[0], p[1]));
+        PageDigests parentDigests = fake.build(0, 0);
+        // each round splits the runs twice: with the synthetic bits, and with the target's own pagemap (a range it
+        // does not map: cheap, and no bit is cleared) — so that the native calls are bound, and the JIT, having
+        // seen both kinds of Entries, keeps its compiled code when the real one comes in the freeze. A scratch
+        // detector keeps this one's counters clean.
+        SoftDirtyDetector scratch = new SoftDirtyDetector(parentDigests, pid, kernel);
         try (SoftDirty.Entries pagemap = kernel.open(pid)) {
+            SoftDirty.Entries synthetic = new SoftDirty.Entries() {
+                @Override
+                public void read(long address, long[] into, int n) {
+                    throw new UnsupportedOperationException("warm-up reads ranges only");
+                }
+
+                @Override
+                public void readDirty(long from, long to, PageRanges into) {
+                    into.addAll(bits, from, to);
+                }
+
+                @Override
+                public void close() {
+                }
+            };
             for (int round = 0; round < WARM_UP_ROUNDS; round++) {
-                split(runs, (address, into, n) -> {
-                    pagemap.read(address, into, n);
-                    System.arraycopy(bits, (int) ((address - base) / PAGE), into, 0, n);
-                }, parentDigests, false);
+                scratch.split(runs, synthetic, parentDigests);
+                scratch.split(runs, pagemap, parentDigests);
             }
         }
     }

@@ -10,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -26,10 +27,10 @@ import java.util.Set;
  *
  * <p>One small file per process ({@code soft-dirty-PID-STARTTIME}, the start time telling a reused pid apart)
  * holding either {@code cleared dump_uptime=U} (the dump with that {@code dump_uptime} completed) or
- * {@code clearing} (a dump cleared the bits and has not completed, or failed). {@link #tracking} writes
- * {@code clearing} before every clear; {@link #completed} records the dump once its images and digests are
- * written. Anything else — no file, {@code clearing}, another uptime — makes the next iteration compare page
- * digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
+ * {@code clearing} (a dump cleared the bits, or is about to, and has not completed, or failed). {@link #tracking}
+ * writes {@code clearing} before every clear (before the freeze); {@link #completed} records the dump once its
+ * images and digests are written. Anything else — no file, {@code clearing}, another uptime — makes the next
+ * iteration compare page digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
  *
  * <p>Where: the {@link #system()} ledger writes to {@code /run/pageflux} when it may (root), else to
  * {@code $TMPDIR/pageflux-USER}. Root and the process's owner may both dump one process, so it reads every
@@ -136,10 +137,19 @@ public final class SoftDirtyLedger {
         return new ArrayList<>(places);
     }
 
-    /** {@code kernel}, but every clear is first recorded as {@code clearing} (a dump in progress). */
+    /**
+     * {@code kernel}, but every clear is first recorded as {@code clearing} (a dump in progress): by
+     * {@link SoftDirty.Kernel#prepareClear}, before the target is frozen, so that no file is written while it is
+     * stopped; by {@link SoftDirty.Kernel#clear} itself when it was not prepared. A dump that fails after
+     * preparing and before clearing leaves {@code clearing} too: the next iteration compares digests, which is
+     * always correct.
+     */
     public SoftDirty.Kernel tracking(SoftDirty.Kernel kernel) {
         Objects.requireNonNull(kernel, "kernel");
         return new SoftDirty.Kernel() {
+            /** The record {@link #prepareClear} wrote for the next clear; null for none. */
+            private volatile Prepared prepared;
+
             @Override
             public boolean supported() {
                 return kernel.supported();
@@ -151,11 +161,41 @@ public final class SoftDirtyLedger {
             }
 
             @Override
+            public void prepareClear(int pid) {
+                Path file = write(pid, "clearing");
+                prepared = new Prepared(pid, file, identity(file));
+                kernel.prepareClear(pid);
+            }
+
+            @Override
             public void clear(int pid) {
-                write(pid, "clearing");
+                Prepared p = prepared;
+                prepared = null; // one prepared record covers one clear: a later one records itself again
+                // one stat while frozen instead of a write: if anything replaced the record since (another dump of
+                // the process completing in between), it is written again
+                if (p == null || p.pid() != pid || !p.identity().equals(identity(p.file()))) {
+                    write(pid, "clearing");
+                }
                 kernel.clear(pid);
             }
         };
+    }
+
+    /** A {@code clearing} record written ahead of a clear: which file, and its identity then. */
+    private record Prepared(int pid, Path file, Object identity) {
+    }
+
+    /**
+     * The file's inode and modification time (each write renames a new file into place), or an object equal to
+     * nothing if it cannot be read.
+     */
+    private static Object identity(Path file) {
+        try {
+            BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class);
+            return java.util.Arrays.asList(a.fileKey(), a.lastModifiedTime());
+        } catch (IOException e) {
+            return new Object();
+        }
     }
 
     /** The dump of {@code pid} with {@code dumpUptimeMicros} cleared the bits and is complete. */
@@ -171,7 +211,8 @@ public final class SoftDirtyLedger {
         return dir.resolve("soft-dirty-" + pid + "-" + stat.startMicros());
     }
 
-    private void write(int pid, String line) {
+    /** Writes {@code line} as the record of {@code pid}, atomically; returns the file. */
+    private Path write(int pid, String line) {
         Path file = file(pid);
         try {
             Files.createDirectories(dir);
@@ -186,6 +227,7 @@ public final class SoftDirtyLedger {
             throw new PagefluxException("cannot record the soft-dirty clear of pid=" + pid + ": file=" + file + ": "
                     + e.getMessage() + " (make the directory writable, or use --change-detection digest)", e);
         }
+        return file;
     }
 
     @Override

@@ -255,6 +255,63 @@ class SoftDirtyDetectorTest {
     }
 
     @Test
+    void theLedgerRecordIsWrittenBeforeTheFreezeNotWhileFrozen(@TempDir Path dir) throws Exception {
+        try (SampleProcess target = SampleProcess.start()) {
+            int pid = target.pid();
+            SoftDirtyLedger ledger = SoftDirtyLedger.at(dir.resolve("ledger"));
+            List<String> clears = new ArrayList<>();
+            SoftDirty.Kernel real = new SoftDirty.Kernel() {
+                @Override
+                public boolean supported() {
+                    return true;
+                }
+
+                @Override
+                public SoftDirty.Entries open(int p) {
+                    return SoftDirty.kernel().open(p);
+                }
+
+                @Override
+                public void clear(int p) {
+                    clears.add("clear pid=" + p + " ledger=" + ledger.lastClear(p));
+                }
+            };
+            ledger.completed(pid, 41);
+            SoftDirty.Kernel tracked = ledger.tracking(real);
+            // configuring the detector (before any freeze) records the coming clear; nothing is cleared yet
+            new SoftDirtyDetector(PageDigests.empty(), pid, tracked).configure(
+                    io.pageflux.source.freeze.FreezingSource.of(pid, io.pageflux.source.freeze.Freezer.ptrace(pid),
+                            io.pageflux.source.freeze.FreezeMode.PRE_DUMP));
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid), "clearing is on record before the freeze");
+            assertEquals(List.of(), clears);
+            Path record;
+            try (var files = Files.list(ledger.dir())) {
+                record = files.filter(f -> f.getFileName().toString().startsWith("soft-dirty-")).findFirst().orElseThrow();
+            }
+            assertEquals("clearing\n", Files.readString(record));
+            Object before = Files.readAttributes(record, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+            Thread.sleep(20); // a rewrite would show in the modification time too
+            java.nio.file.attribute.FileTime written = Files.getLastModifiedTime(record);
+            // the frozen clear writes nothing: the prepared record is still the same file
+            tracked.clear(pid);
+            assertEquals(List.of("clear pid=" + pid + " ledger=OptionalLong.empty"), clears);
+            assertEquals(before, Files.readAttributes(record, java.nio.file.attribute.BasicFileAttributes.class)
+                    .fileKey());
+            assertEquals(written, Files.getLastModifiedTime(record));
+            // one prepared record covers one clear, and a record replaced in between (another dump completing) is
+            // written again: the clear never hides behind someone else's "cleared"
+            ledger.completed(pid, 42);
+            tracked.clear(pid);
+            assertEquals("clear pid=" + pid + " ledger=OptionalLong.empty", clears.get(1));
+            tracked.prepareClear(pid);
+            ledger.completed(pid, 43);
+            tracked.clear(pid);
+            assertEquals("clear pid=" + pid + " ledger=OptionalLong.empty", clears.get(2));
+            assertEquals(OptionalLong.empty(), ledger.lastClear(pid));
+        }
+    }
+
+    @Test
     void theRealKernelsBitsAgreeBetweenTheIoctlAndThePagemapFile() throws Exception {
         try (SampleProcess target = SampleProcess.start()) {
             long a = target.address(Region.A);
