@@ -126,10 +126,15 @@ final class ClientSession {
                 .doOnDiscard(PageChunk.class, PageChunk::release)
                 .then(Mono.defer(this::close))
                 .then(Mono.fromSupplier(() -> new SinkResult("page-server:" + server, pagesSent, bytesSent, entries)))
-                .doFinally(s -> {
-                    replies.stop();
-                    releaseAll();
-                });
+                // before the result or the error reaches the subscriber (doFinally would run after it, and a
+                // caller that checks its pool right after block() threw could still find chunks leased)
+                .doOnTerminate(this::end)
+                .doOnCancel(this::end);
+    }
+
+    private void end() {
+        replies.stop();
+        releaseAll();
     }
 
     /**
