@@ -11,13 +11,8 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.BasicFileAttributes;
-import java.nio.file.attribute.FileTime;
-import java.util.ArrayList;
-import java.util.LinkedHashSet;
-import java.util.List;
 import java.util.Objects;
 import java.util.OptionalLong;
-import java.util.Set;
 
 /**
  * Which dump last cleared the soft-dirty bits of a process. A clear bit means "not written since the last
@@ -32,45 +27,30 @@ import java.util.Set;
  * images and digests are written. Anything else — no file, {@code clearing}, another uptime — makes the next
  * iteration compare page digests. Clears made by other tools (CRIU) cannot be seen: don't mix them on one process.
  *
- * <p>Where: the {@link #system()} ledger writes to {@code /run/pageflux} when it may (root), else to
- * {@code $TMPDIR/pageflux-USER}. Root and the process's owner may both dump one process, so it reads every
- * place either could have written — {@code /run/pageflux}, its own directory and the temp directory of the
- * process's owner — and believes the record written last (newest modification time); when the newest
- * records of two places are equally old and disagree, it knows nothing, so digests.
+ * <p>Where: {@code /run/pageflux} when this process may write there (root), else {@code java.io.tmpdir}/
+ * {@code pageflux-USER}. Root and a process's owner therefore keep separate records: don't let both dump one
+ * process with soft-dirty (a clear by one is invisible to the other); {@code --change-detection digest} is
+ * always correct. (A shared location both trust needs ownership checks against forged records; not done.)
  */
 public final class SoftDirtyLedger {
 
-    private static final Path RUN_DIR = Path.of("/run", "pageflux");
-
-    /** Where this ledger writes. */
+    /** Where this ledger reads and writes. */
     private final Path dir;
-    /** Whether the temp dir of the process's owner is read too (the system ledger: root vs the owner). */
-    private final boolean readOtherUsers;
-    /** Other ledgers' directories that may hold a newer record of the same process. */
-    private final List<Path> alsoRead;
 
-    SoftDirtyLedger(Path dir, boolean readOtherUsers, List<Path> alsoRead) {
+    private SoftDirtyLedger(Path dir) {
         this.dir = Objects.requireNonNull(dir, "dir");
-        this.readOtherUsers = readOtherUsers;
-        this.alsoRead = List.copyOf(alsoRead);
     }
 
-    /** A ledger in {@code dir} only (created when first written). */
+    /** A ledger in {@code dir} (created when first written). */
     public static SoftDirtyLedger at(Path dir) {
-        return new SoftDirtyLedger(dir, false, List.of());
+        return new SoftDirtyLedger(dir);
     }
 
-    /**
-     * The ledger shared by every pageflux of this machine: writes to {@code /run/pageflux} (root), else to
-     * the temp dir; reads those of root and of the process's owner too.
-     */
+    /** The ledger shared by every pageflux of this machine: {@code /run/pageflux} (root), else the temp dir. */
     public static SoftDirtyLedger system() {
-        Path own = Files.isWritable(RUN_DIR.getParent()) ? RUN_DIR : userDir(System.getProperty("user.name"));
-        return new SoftDirtyLedger(own, true, List.of(RUN_DIR));
-    }
-
-    private static Path userDir(String user) {
-        return Path.of(System.getProperty("java.io.tmpdir"), "pageflux-" + user);
+        Path run = Path.of("/run");
+        return Files.isWritable(run) ? at(run.resolve("pageflux"))
+                : at(Path.of(System.getProperty("java.io.tmpdir"), "pageflux-" + System.getProperty("user.name")));
     }
 
     public Path dir() {
@@ -79,62 +59,23 @@ public final class SoftDirtyLedger {
 
     /** The {@code dump_uptime} of the completed dump that last cleared the bits of {@code pid}, if known. */
     public OptionalLong lastClear(int pid) {
-        Path name;
+        Path file;
         try {
-            name = file(pid).getFileName();
+            file = file(pid);
         } catch (ProcessGoneException e) {
             return OptionalLong.empty();
         }
-        // the newest record of the process in every place a pageflux of this machine may have written
-        FileTime newest = null;
-        Set<String> newestTexts = new LinkedHashSet<>();
-        for (Path place : placesToRead(pid)) {
-            Path file = place.resolve(name);
-            try {
-                FileTime modified = Files.getLastModifiedTime(file);
-                String text = Files.readString(file, StandardCharsets.US_ASCII).trim();
-                int order = newest == null ? 1 : modified.compareTo(newest);
-                if (order > 0) {
-                    newest = modified;
-                    newestTexts.clear();
-                }
-                if (order >= 0) {
-                    newestTexts.add(text);
-                }
-            } catch (NoSuchFileException e) {
-                // nothing recorded there
-            } catch (IOException e) {
-                return OptionalLong.empty(); // unreadable: unknown, so digests — always correct
-            }
-        }
-        if (newestTexts.size() != 1) {
-            return OptionalLong.empty(); // none, or two places equally new and disagreeing
-        }
-        String text = newestTexts.iterator().next();
-        if (!text.startsWith("cleared dump_uptime=")) {
-            return OptionalLong.empty();
-        }
         try {
-            return OptionalLong.of(Long.parseLong(text.substring("cleared dump_uptime=".length())));
-        } catch (NumberFormatException e) {
-            return OptionalLong.empty(); // damaged: unknown, so digests
-        }
-    }
-
-    /** This ledger's directory, then the others that may hold a record of {@code pid}. */
-    List<Path> placesToRead(int pid) {
-        Set<Path> places = new LinkedHashSet<>();
-        places.add(dir);
-        places.addAll(alsoRead);
-        if (readOtherUsers) {
-            try {
-                // root may dump the process of a user whose own pageflux writes to its temp dir
-                places.add(userDir(Files.getOwner(Path.of("/proc/" + pid)).getName()));
-            } catch (IOException | UnsupportedOperationException e) {
-                // gone or unreadable: the places known already are all there is to read
+            String text = Files.readString(file, StandardCharsets.US_ASCII).trim();
+            if (text.startsWith("cleared dump_uptime=")) {
+                return OptionalLong.of(Long.parseLong(text.substring("cleared dump_uptime=".length())));
             }
+            return OptionalLong.empty();
+        } catch (NoSuchFileException e) {
+            return OptionalLong.empty();
+        } catch (IOException | NumberFormatException e) {
+            return OptionalLong.empty(); // unreadable or damaged: unknown, so digests — always correct
         }
-        return new ArrayList<>(places);
     }
 
     /**
