@@ -34,7 +34,8 @@
 # --disk-limit RATE (e.g. 400M: bytes per second, K/M/G = 1024-based) emulates a slower disk: every
 # method runs in a cgroup whose writes to the output's disk are throttled to RATE (cgroup v2 io.max
 # wbps, or v1 blkio.throttle.write_bps_device). A v1 throttle only sees direct I/O (buffered writeback
-# is issued by the kernel's flusher, outside the cgroup), so with --disk-limit the default methods are
+# is issued by the kernel's flusher, outside the cgroup; v2 attributes it only with the memory controller
+# on too), so with --disk-limit the default methods are
 # the O_DIRECT ones: pf-raw, pf-lz4, pf-zstd1, pf-zstd3 (pageflux writes pages files with O_DIRECT)
 # and c-raw-direct, c-lz4-direct, c-zstd1-direct, c-zstd3-direct. Needs root.
 #
@@ -70,12 +71,15 @@ for tool in gcc tar python3 zstd lz4; do
 done
 
 work="$(mktemp -d "$outdir/pageflux-cbench.XXXXXX")"
-target_pid="" holder="" feeder="" limit_cgroup=""
+target_pid="" holder="" feeder="" limit_cgroup="" original_cgroup=""
 cleanup() {
   if [ -n "$limit_cgroup" ]; then
-    # back to the parent cgroup, then remove ours (empty once our children have ended)
-    echo $$ > "$(dirname "$limit_cgroup")/cgroup.procs" 2>/dev/null || true
-    rmdir "$limit_cgroup" 2>/dev/null || true
+    # back to the cgroup this shell came from; end what still runs in ours (e.g. a dump cut off by a
+    # signal), then remove it
+    echo $$ > "$original_cgroup/cgroup.procs" 2>/dev/null || true
+    for pid in $(cat "$limit_cgroup/cgroup.procs" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do rmdir "$limit_cgroup" 2>/dev/null && break; sleep 0.1; done
+    [ -d "$limit_cgroup" ] && echo "compress.sh: could not remove $limit_cgroup (still busy)" >&2
   fi
   [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null || true
   [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
@@ -110,18 +114,22 @@ limit_disk() { # RATE
   local rate dev parent majmin
   rate=$(numfmt --from=iec "$1") || { echo "--disk-limit $1: not a rate (e.g. 400M)" >&2; exit 2; }
   dev=$(df --output=source "$work" | tail -n 1)
-  parent=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -n 1 || true)
-  [ -n "$parent" ] && dev="/dev/$parent"   # throttles apply to whole disks, not partitions
+  if [ "$(lsblk -dno TYPE "$dev" 2>/dev/null || true)" = part ]; then
+    parent=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -n 1 || true)
+    [ -n "$parent" ] && dev="/dev/$parent"   # throttles apply to whole disks (or dm devices), not partitions
+  fi
   majmin=$(lsblk -dno MAJ:MIN "$dev" 2>/dev/null | tr -d ' ' || true)
   [ -n "$majmin" ] || { echo "--disk-limit: cannot find the block device of $work (source $dev)" >&2; exit 2; }
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     grep -qw io /sys/fs/cgroup/cgroup.controllers \
       || { echo "--disk-limit: the cgroup v2 io controller is not available" >&2; exit 2; }
     echo +io > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    original_cgroup=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
     limit_cgroup=/sys/fs/cgroup/pageflux-disk-limit.$$
     mkdir "$limit_cgroup"
     echo "$majmin wbps=$rate" > "$limit_cgroup/io.max"
   elif [ -f /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device ]; then
+    original_cgroup=/sys/fs/cgroup/blkio$(sed -n 's/^[0-9]*:blkio://p' /proc/self/cgroup)
     limit_cgroup=/sys/fs/cgroup/blkio/pageflux-disk-limit.$$
     mkdir "$limit_cgroup"
     echo "$majmin $rate" > "$limit_cgroup/blkio.throttle.write_bps_device"

@@ -112,7 +112,8 @@ socat_run() { # the same number of bytes, from a file in memory, over loopback T
   receiver=$!
   for _ in $(seq 1 100); do ss -ltn "sport = :$sport" | grep -q LISTEN && break; sleep 0.02; done
   start=$(date +%s.%N)
-  socat -u -b 1048576 "OPEN:$work/socat.src" "TCP:127.0.0.1:$sport"
+  socat -u -b 1048576 "OPEN:$work/socat.src" "TCP:127.0.0.1:$sport" \
+    || { kill "$receiver" 2>/dev/null; echo "the sending socat failed" >&2; return 1; }
   wait "$receiver"
   end=$(date +%s.%N)
   rm -f "$work/socat.dst"

@@ -111,10 +111,16 @@ public final class CompressedImageSink implements PageSink {
         private final StagingBuffers staging = new StagingBuffers();
 
         Output(DumpContext context) {
-            writer = CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
-                            context.parent(), options.firstPagesId(), options.force())
-                    .withDirectIo(options.directIo())
-                    .withPagesFiles(this::createPagesFile));
+            try {
+                writer = CriuLayout.open(dir, context, CriuLayout.writerOptions(dir, context.dumpUptimeMicros(),
+                                context.parent(), options.firstPagesId(), options.force())
+                        .withDirectIo(options.directIo())
+                        .withPagesFiles(this::createPagesFile));
+            } catch (RuntimeException | Error e) {
+                // no Output, so no abort(): the pagemaps opened before the failure may have borrowed buffers
+                staging.release();
+                throw e;
+            }
         }
 
         private CompressedPagesWriter createPagesFile(Path directory, PagemapId id, long pagesId) throws IOException {

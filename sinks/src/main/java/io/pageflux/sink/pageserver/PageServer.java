@@ -139,8 +139,10 @@ public final class PageServer implements AutoCloseable {
     /**
      * Stops listening and ends every active session (each gets a {@link SessionEvent.Failed} with
      * reason {@code server stopped} and leaves no visible directory; one in the middle of a file write
-     * finishes that write first, waited for up to 10 s), then completes {@link #events()}. The
-     * server's threads have ended when it returns. Idempotent.
+     * finishes that write first, waited for up to 10 s), then completes {@link #events()}. With the
+     * thread transport its threads have ended when it returns, unless a session was still writing after
+     * those 10 s (then the directory stays locked until the JVM exits; logged); Netty's workers end
+     * shortly after. Call it from a thread of your own, not from a session's event listener. Idempotent.
      */
     public synchronized void stop() {
         if (live.stopping()) {

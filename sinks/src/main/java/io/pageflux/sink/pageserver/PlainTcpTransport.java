@@ -3,6 +3,7 @@ package io.pageflux.sink.pageserver;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.UnpooledByteBufAllocator;
 import io.netty.util.NetUtil;
+import io.pageflux.sink.file.StagingBuffers;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
@@ -103,8 +104,14 @@ final class PlainTcpTransport implements ServerTransport {
         } catch (IOException e) {
             LOG.warn("page server: closing the listener failed: port={} cause={}", port, e.toString());
         }
+        if (Thread.currentThread() == acceptor) {
+            return; // stop() from an event listener on the accept thread: it ends when this returns
+        }
+        // out of descriptors, the acceptor may be pausing between failed Selector.open()s: wake it, it sees the
+        // listener closed and ends (closing one socket frees too few descriptors for a selector)
+        acceptor.interrupt();
         try {
-            acceptor.join(); // at most one accept retry pause, or starting the session just accepted
+            acceptor.join(); // at most starting the session just accepted
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -133,7 +140,7 @@ final class PlainTcpTransport implements ServerTransport {
 
     private void acceptLoop() {
         Selector next = null;
-        while (true) {
+        while (listener.isOpen()) {
             // the session's selector before its connection: when descriptors run out, the client waits in
             // the backlog instead of being accepted and then turned away (closed with its data unread: a reset)
             if (next == null) {
@@ -170,6 +177,7 @@ final class PlainTcpTransport implements ServerTransport {
                 LOG.debug("page server dropped a connection it could not set up: port={} cause={}", port, e.toString());
             }
         }
+        closeQuietly(next); // stopped while out of descriptors
     }
 
     /**
@@ -245,10 +253,11 @@ final class PlainTcpTransport implements ServerTransport {
             // ClosedChannelException when stop() cut the connection: end() says "server stopped"
             reason = "connection error: cause=" + e;
         } catch (OutOfMemoryError e) {
-            // typically direct memory (-XX:MaxDirectMemorySize) taken by many live sessions' 1 MiB read
-            // buffers: this one ends, and its registry entry with it, so stop() does not wait for it
+            // typically direct memory (-XX:MaxDirectMemorySize) taken by many live sessions' buffers: this one
+            // ends, and its registry entry with it, so stop() does not wait for it
             reason = "out of memory: cause=" + e + " live_sessions=" + live.size() + " (each holds a "
-                    + READ_BYTES + "-byte read buffer; raise -XX:MaxDirectMemorySize or limit concurrent clients)";
+                    + READ_BYTES + "-byte read buffer and up to " + StagingBuffers.DEFAULT_BUFFERS
+                    + " O_DIRECT staging buffers of 1 MiB; raise -XX:MaxDirectMemorySize or limit concurrent clients)";
         } finally {
             if (memory != null) {
                 memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
@@ -259,6 +268,9 @@ final class PlainTcpTransport implements ServerTransport {
     }
 
     private static void closeQuietly(java.io.Closeable c) {
+        if (c == null) {
+            return;
+        }
         try {
             c.close();
         } catch (IOException ignored) {
