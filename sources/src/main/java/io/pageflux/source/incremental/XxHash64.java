@@ -38,7 +38,7 @@ public final class XxHash64 {
      * @throws IndexOutOfBoundsException if the range is not inside the buffer's capacity
      */
     public static long hash(ByteBuffer buffer, int offset, int length, long seed) {
-        if (offset < 0 || length < 0 || offset + length > buffer.capacity()) {
+        if (offset < 0 || length < 0 || (long) offset + length > buffer.capacity()) {
             throw new IndexOutOfBoundsException("offset=" + offset + " length=" + length + " capacity="
                     + buffer.capacity());
         }
