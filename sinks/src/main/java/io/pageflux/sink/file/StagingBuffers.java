@@ -1,10 +1,8 @@
 package io.pageflux.sink.file;
 
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.UnpooledByteBufAllocator;
 import java.io.IOException;
-import java.lang.invoke.MethodHandle;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.MethodType;
-import java.lang.reflect.Field;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -36,7 +34,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * number of files: {@code 2 × 1.06 MiB} per writer by default.
  *
  * <p><b>Release.</b> {@link #release()} frees the buffers at once (not when the garbage collector
- * gets round to it): the writer calls it when it ends — commit, abort or failure. Files finished
+ * gets round to it; Netty's unpooled direct buffers, as the page server's read buffers, free their
+ * memory on release): the writer calls it when it ends — commit, abort or failure. Files finished
  * before that have given their buffer back; a file still holding one is detached: its staged bytes
  * are gone, so a later write or finish of it fails instead of leaving a file that looks complete.
  *
@@ -53,11 +52,10 @@ public final class StagingBuffers implements AutoCloseable {
 
     /** Staging memory allocated and not yet released, all writers of this JVM together. */
     private static final AtomicLong JVM_ALLOCATED = new AtomicLong();
-    private static final MethodHandle INVOKE_CLEANER = invokeCleaner();
 
     /** One buffer and the file that has borrowed it, if any. */
     static final class Lease {
-        private ByteBuffer allocation; // as allocated: what is freed
+        private ByteBuf allocation; // as allocated: what is freed
         private ByteBuffer aligned;    // the aligned part handed to files
         private DirectFileOutput holder;
         private long lastUse;
@@ -143,8 +141,8 @@ public final class StagingBuffers implements AutoCloseable {
             takeovers++;
         }
         if (pick.aligned == null) {
-            pick.allocation = ByteBuffer.allocateDirect(BYTES_PER_BUFFER);
-            pick.aligned = pick.allocation.alignedSlice(DirectFileOutput.MAX_ALIGNMENT);
+            pick.allocation = UnpooledByteBufAllocator.DEFAULT.directBuffer(BYTES_PER_BUFFER, BYTES_PER_BUFFER);
+            pick.aligned = pick.allocation.nioBuffer(0, BYTES_PER_BUFFER).alignedSlice(DirectFileOutput.MAX_ALIGNMENT);
             long now = allocated.addAndGet(BYTES_PER_BUFFER);
             JVM_ALLOCATED.addAndGet(BYTES_PER_BUFFER);
             peak = Math.max(peak, now);
@@ -198,12 +196,12 @@ public final class StagingBuffers implements AutoCloseable {
                 l.holder = null;
             }
             if (l.allocation != null) {
-                ByteBuffer a = l.allocation;
+                ByteBuf a = l.allocation;
                 l.allocation = null;
                 l.aligned = null;
                 allocated.addAndGet(-BYTES_PER_BUFFER);
                 JVM_ALLOCATED.addAndGet(-BYTES_PER_BUFFER);
-                free(a);
+                a.release(); // frees the memory now
             }
         }
     }
@@ -212,36 +210,6 @@ public final class StagingBuffers implements AutoCloseable {
     @Override
     public void close() {
         release();
-    }
-
-    /**
-     * Frees a direct buffer's memory now. The JDK has no public call for it; {@code
-     * sun.misc.Unsafe.invokeCleaner} (module jdk.unsupported, kept for exactly this) is what
-     * Netty and Lucene use. Where it is missing the buffer is left to the garbage collector.
-     */
-    private static void free(ByteBuffer allocation) {
-        if (INVOKE_CLEANER == null) {
-            return;
-        }
-        try {
-            INVOKE_CLEANER.invoke(allocation);
-        } catch (Throwable e) {
-            // not freed now: the collector frees it later, as it would without this call
-        }
-    }
-
-    private static MethodHandle invokeCleaner() {
-        try {
-            Class<?> unsafeClass = Class.forName("sun.misc.Unsafe");
-            Field f = unsafeClass.getDeclaredField("theUnsafe");
-            f.setAccessible(true);
-            Object unsafe = f.get(null);
-            return MethodHandles.lookup()
-                    .findVirtual(unsafeClass, "invokeCleaner", MethodType.methodType(void.class, ByteBuffer.class))
-                    .bindTo(unsafe);
-        } catch (ReflectiveOperationException | RuntimeException e) {
-            return null;
-        }
     }
 
     @Override
