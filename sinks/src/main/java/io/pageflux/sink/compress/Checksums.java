@@ -1,24 +1,21 @@
 package io.pageflux.sink.compress;
 
+import io.pageflux.source.incremental.XxHash64;
 import java.nio.ByteBuffer;
 import java.util.zip.CRC32C;
-import net.jpountz.xxhash.XXHash64;
-import net.jpountz.xxhash.XXHashFactory;
 
 /**
- * The two checksums of pageflux's formats: xxHash64 (seed 0, lz4-java's implementation) over raw
- * page bytes and indexes, CRC32C (the JDK's, hardware-accelerated) over headers and stored
- * payloads. Both read {@code buffer} from position to limit and leave the position unchanged.
+ * The two checksums of pageflux's formats: xxHash64 (seed 0; lz4-java's native implementation through
+ * {@link XxHash64}, as the page digests use it) over raw page bytes and indexes, CRC32C (the JDK's,
+ * hardware-accelerated) over headers and stored payloads. Both read {@code buffer} from position to limit and leave the position unchanged.
  */
 public final class Checksums {
-
-    private static final XXHash64 XXH64 = XXHashFactory.fastestInstance().hash64();
 
     private Checksums() {
     }
 
     public static long xxhash64(ByteBuffer buffer) {
-        return XXH64.hash(buffer, buffer.position(), buffer.remaining(), 0L);
+        return XxHash64.hash(buffer, buffer.position(), buffer.remaining(), 0L);
     }
 
     public static int crc32c(ByteBuffer buffer) {
