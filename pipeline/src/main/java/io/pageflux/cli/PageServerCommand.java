@@ -80,6 +80,10 @@ final class PageServerCommand implements Callable<Integer> {
             description = "CA whose client certificates are required (mutual TLS, as CRIU does).")
     Path tlsCaCert;
 
+    @Option(names = "--max-sessions", paramLabel = "N", description = "Sessions served at once (default "
+            + PageServer.DEFAULT_MAX_SESSIONS + "); a connection beyond that is closed at once, unread, and logged.")
+    Integer maxSessions;
+
     @Option(names = "--max-header-pages", paramLabel = "N", description = "Largest nr_pages one header may carry.")
     Long maxHeaderPages;
 
@@ -125,6 +129,12 @@ final class PageServerCommand implements Callable<Integer> {
             }
             builder = builder.tls(tls);
         }
+        if (maxSessions != null) {
+            if (maxSessions <= 0) {
+                throw CliException.badInput("--max-sessions " + maxSessions + " must be at least 1");
+            }
+            builder = builder.maxSessions(maxSessions);
+        }
         if (maxHeaderPages != null) {
             builder = builder.maxPagesPerHeader(maxHeaderPages);
         }
@@ -152,7 +162,9 @@ final class PageServerCommand implements Callable<Integer> {
                 chain ? " (chained per pid)" : "");
         out.flush();
         int[] failed = {0};
-        var events = server.events().doOnNext(event -> {
+        // refused connections are not printed one by one: a flood of them would flood the output; the server
+        // logs them (one warning per 10 s with the count)
+        var events = server.events().filter(event -> !(event instanceof SessionEvent.Refused)).doOnNext(event -> {
             out.println(describe(event));
             out.flush();
             if (event instanceof SessionEvent.Failed) {

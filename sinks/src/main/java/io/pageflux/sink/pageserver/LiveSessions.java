@@ -7,6 +7,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Sinks;
@@ -14,16 +17,21 @@ import reactor.util.Logger;
 import reactor.util.Loggers;
 
 /**
- * The session lifecycle both transports share: numbering, the registry of live sessions, the
- * {@link SessionEvent} stream and the stop protocol. A transport calls {@link #begin} for each
- * accepted connection, feeds the returned {@link ServerSession}, and calls {@link #end} exactly once
- * when the connection is done with, whatever the way it ended.
+ * The session lifecycle both transports share: the cap on concurrent connections, numbering, the
+ * registry of live sessions, the {@link SessionEvent} stream and the stop protocol. A transport calls
+ * {@link #admit} for each accepted connection before it reads from it (and closes it at once when
+ * that refuses), {@link #begin} when it is ready to serve it, feeds the returned {@link ServerSession},
+ * calls {@link #end} exactly once when the connection is done with, whatever the way it ended, and
+ * releases the admitted {@link Place} when it closes the connection.
  */
 final class LiveSessions {
 
-    private static final Logger LOG = Loggers.getLogger(PageServer.class);
+    /** Per server, not static: a logger factory installed before the server started (tests capture) sees it. */
+    private final Logger log = Loggers.getLogger(PageServer.class);
 
     static final String SERVER_STOPPED = "server stopped";
+    /** Refused connections are logged once per this many nanoseconds while refusals go on. */
+    private static final long REFUSAL_LOG_NANOS = TimeUnit.SECONDS.toNanos(10);
 
     private final ServerConfig config;
     private final SessionDirectories directories;
@@ -31,6 +39,11 @@ final class LiveSessions {
     /** Live sessions and how to cut each one's connection. */
     private final Map<Long, Runnable> active = new ConcurrentHashMap<>();
     private final AtomicLong sequence = new AtomicLong();
+    /** Connections admitted and not closed yet (at most {@link ServerConfig#maxSessions()}). */
+    private final AtomicInteger admitted = new AtomicInteger();
+    private final AtomicLong refused = new AtomicLong();
+    /** Refusals since the last warning, and when that was (0: none yet); guarded by itself. */
+    private final long[] refusalLog = new long[2];
     /** Guards {@link #stopping} against {@link #begin}, so no session registers after stop() took its snapshot. */
     private final Object lock = new Object();
     private volatile boolean stopping;
@@ -38,6 +51,76 @@ final class LiveSessions {
     LiveSessions(ServerConfig config, SessionDirectories directories) {
         this.config = config;
         this.directories = directories;
+    }
+
+    /**
+     * One of the {@link ServerConfig#maxSessions()} places, held by a connection from its accept until it is
+     * closed. {@link #release} is idempotent, so every path that closes the connection may call it.
+     */
+    final class Place {
+        private final AtomicBoolean released = new AtomicBoolean();
+
+        /** The connection was closed (or is about to be): its place goes to the next client. */
+        void release() {
+            if (released.compareAndSet(false, true)) {
+                admitted.decrementAndGet();
+            }
+        }
+    }
+
+    /**
+     * Takes a place for a connection just accepted, before anything is read from it. When all
+     * {@link ServerConfig#maxSessions()} are taken, the connection is refused: published as
+     * {@link SessionEvent.Refused}, logged (at most one warning per 10 s, which counts the refusals since the
+     * last one), and {@code null} is returned: the caller closes the connection at once, unread.
+     */
+    Place admit(String remote) {
+        int max = config.maxSessions();
+        while (true) {
+            int n = admitted.get();
+            if (n >= max) {
+                refuse(remote, n);
+                return null;
+            }
+            if (admitted.compareAndSet(n, n + 1)) {
+                return new Place();
+            }
+        }
+    }
+
+    private void refuse(String remote, int live) {
+        long total = refused.incrementAndGet();
+        String reason = "max_sessions=" + config.maxSessions() + " reached: connections=" + live
+                + " (the connection was closed unread)";
+        long now = System.nanoTime();
+        long since;
+        synchronized (refusalLog) {
+            refusalLog[0]++;
+            if (refusalLog[1] != 0 && now - refusalLog[1] < REFUSAL_LOG_NANOS) {
+                since = -1;
+            } else {
+                since = refusalLog[0];
+                refusalLog[0] = 0;
+                refusalLog[1] = now;
+            }
+        }
+        if (since > 0) {
+            log.warn("page server refused a connection: remote={} reason={} refused_since_last_warning={}"
+                    + " refused_total={}; raise --max-sessions (PageServer.Builder.maxSessions) if this many"
+                    + " concurrent clients are expected (next warning in 10 s at the earliest)", remote, reason, since,
+                    total);
+        }
+        emit(new SessionEvent.Refused(remote, reason));
+    }
+
+    /** Connections refused because all places were taken. */
+    long refused() {
+        return refused.get();
+    }
+
+    /** Connections holding a place (tests). */
+    int admitted() {
+        return admitted.get();
     }
 
     /**
@@ -126,9 +209,9 @@ final class LiveSessions {
 
     private void emit(SessionEvent event) {
         if (event instanceof SessionEvent.Failed f) {
-            LOG.warn("page server session {} from {} failed: {}", f.session(), f.remote(), f.reason());
+            log.warn("page server session {} from {} failed: {}", f.session(), f.remote(), f.reason());
         } else if (event instanceof SessionEvent.Completed c) {
-            LOG.info("page server session {} from {} completed: dir={} pages={} bytes={}", c.session(), c.remote(),
+            log.info("page server session {} from {} completed: dir={} pages={} bytes={}", c.session(), c.remote(),
                     c.directory().map(Path::toString).orElse("(none)"), c.pages(), c.bytesReceived());
         }
         synchronized (events) {

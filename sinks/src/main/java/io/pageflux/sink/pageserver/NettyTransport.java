@@ -3,8 +3,10 @@ package io.pageflux.sink.pageserver;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.AdaptiveRecvByteBufAllocator;
+import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
 import io.netty.handler.ssl.SslContext;
+import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -26,6 +28,10 @@ import reactor.netty.tcp.TcpServer;
  * with {@code publishOn(workers, READ_PREFETCH)}, and reading pauses (autoRead off) while
  * {@link #READ_PREFETCH} reads wait, so TCP pushes back on the client. A session thus holds at most
  * about 3 MiB of received data; the hand-over costs CPU that {@link PlainTcpTransport} does not pay.
+ *
+ * <p>A connection takes its {@link LiveSessions#admit place} when its channel is initialized, before
+ * the TLS handshake and before anything is read; beyond {@link ServerConfig#maxSessions()} it is
+ * closed right there. The place is released when the channel closes.
  */
 final class NettyTransport implements ServerTransport {
 
@@ -37,6 +43,8 @@ final class NettyTransport implements ServerTransport {
      * were ~15% faster than Netty's 64 KiB default on loopback.
      */
     private static final int MAX_READ_BYTES = 1 << 20;
+    /** A connection's place among the max_sessions, from its channel's initialization to its close. */
+    private static final AttributeKey<LiveSessions.Place> PLACE = AttributeKey.valueOf("pageflux.place");
 
     private final LiveSessions live;
     private final ServerConfig config;
@@ -56,6 +64,8 @@ final class NettyTransport implements ServerTransport {
                 // NIO, not epoll: Netty 4.2.17's epoll transport drops a half-closed channel whose
                 // reads are paused (epoll_ctl ENOENT, then close), losing the CLOSE answer
                 .runOn(TcpResources.get(), false)
+                // before the TLS handshake and before the first read (channelActive has not fired yet)
+                .doOnChannelInit((observer, channel, ignored) -> admit(channel))
                 .handle(this::handle);
         if (tls != null) {
             tcp = tcp.secure(spec -> spec.sslContext(tls));
@@ -83,6 +93,29 @@ final class NettyTransport implements ServerTransport {
         workers.dispose();
     }
 
+    /** Takes a place for a new connection, or closes it at once (unread, no handshake) when all are taken. */
+    private void admit(Channel channel) {
+        LiveSessions.Place place = live.admit(String.valueOf(channel.remoteAddress()));
+        if (place == null) {
+            channel.close();
+            return;
+        }
+        channel.attr(PLACE).set(place);
+        channel.closeFuture().addListener(closed -> place.release());
+    }
+
+    /**
+     * Releases the connection's place, then closes it: a client that sees the close and connects again finds
+     * the place free (the channel's close listener would release it a moment after the client could see it).
+     */
+    private static void close(Connection connection) {
+        LiveSessions.Place place = connection.channel().attr(PLACE).get();
+        if (place != null) {
+            place.release();
+        }
+        connection.dispose();
+    }
+
     private Publisher<Void> handle(NettyInbound in, NettyOutbound out) {
         Connection[] holder = new Connection[1];
         in.withConnection(c -> holder[0] = c);
@@ -97,7 +130,7 @@ final class NettyTransport implements ServerTransport {
         long idleMillis = config.idleTimeout().toMillis();
         connection.onReadIdle(idleMillis, () -> workers.schedule(() -> {
             if (session.onIdle(idleMillis)) {
-                connection.dispose();
+                close(connection);
             }
         }));
         // reactor-netty does not surface a half-close: turn it into a marker that queues behind the data
@@ -134,7 +167,7 @@ final class NettyTransport implements ServerTransport {
                 })
                 .doFinally(signal -> {
                     live.end(session, "connection ended: signal=" + signal);
-                    connection.dispose();
+                    close(connection);
                 })
                 // subscribed here, not returned to reactor-netty: when the client closes the socket
                 // right after its last bytes, the data already read must still be processed, and

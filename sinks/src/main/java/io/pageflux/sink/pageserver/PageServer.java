@@ -18,8 +18,9 @@ import reactor.util.Loggers;
  * A CRIU-protocol page server that receives dumps from pageflux's {@link PageServerSink} or from
  * {@code criu dump --page-server} and writes them as CRIU image directories, through the same
  * writer as local dumps. Unlike {@code criu page-server} it listens on loopback unless told
- * otherwise, serves any number of sessions concurrently and one after another, and defends itself
- * (caps, idle timeout, malformed input ends only the offending session).
+ * otherwise, serves many sessions concurrently and one after another, and defends itself
+ * (caps on concurrent sessions, header sizes and session bytes, idle timeout; malformed input ends
+ * only the offending session).
  *
  * <p>Each session writes {@code DIR/<name>} (default name {@code <pid>-<yyyyMMdd-HHmmss>-<seq>},
  * UTC), with pages_id counting from 65537 and a relative {@code parent} link when parent images
@@ -43,6 +44,8 @@ public final class PageServer implements AutoCloseable {
     private static final Logger LOG = Loggers.getLogger(PageServer.class);
     /** How long {@link #stop()} waits for live sessions to end. */
     private static final Duration STOP_WAIT = Duration.ofSeconds(10);
+    /** The default {@link Builder#maxSessions}. */
+    public static final int DEFAULT_MAX_SESSIONS = 64;
 
     /**
      * What serves the sessions. Plain TCP defaults to {@link #THREADS}; TLS is always served by
@@ -122,6 +125,11 @@ public final class PageServer implements AutoCloseable {
         return live.size();
     }
 
+    /** Connections holding one of the {@link Builder#maxSessions} places (tests). */
+    int admittedConnections() {
+        return live.admitted();
+    }
+
     /** The transport's thread count for tests: session threads alive on {@link Transport#THREADS}, else -1. */
     int sessionThreads() {
         return transport instanceof PlainTcpTransport t ? t.sessionThreads() : -1;
@@ -161,7 +169,8 @@ public final class PageServer implements AutoCloseable {
                     + " process exits", live.size(), config.directory());
         }
         live.completeEvents();
-        LOG.info("page server stopped: port={} sessions={}", transport.port(), live.started());
+        LOG.info("page server stopped: port={} sessions={} refused={}", transport.port(), live.started(),
+                live.refused());
     }
 
     @Override
@@ -171,8 +180,8 @@ public final class PageServer implements AutoCloseable {
 
     /**
      * Configures a {@link PageServer}. Defaults: {@code 127.0.0.1}, port 27027, no TLS, no parent
-     * images, 262144 pages (1 GiB) per header, 64 GiB per session, 60 s idle timeout, session
-     * directories named {@code {pid}-{time}-{seq}}.
+     * images, 64 sessions at once, 262144 pages (1 GiB) per header, 64 GiB per session, 60 s idle
+     * timeout, session directories named {@code {pid}-{time}-{seq}}.
      */
     public static final class Builder {
         private Path directory;
@@ -180,6 +189,7 @@ public final class PageServer implements AutoCloseable {
         private int port = 27027;
         private Path parentImages;
         private SslContext tls;
+        private int maxSessions = DEFAULT_MAX_SESSIONS;
         private long maxPagesPerHeader = 1L << 18;
         private long maxBytesPerSession = DataSize.ofGibibytes(64).bytes();
         private Duration idleTimeout = Duration.ofSeconds(60);
@@ -266,6 +276,24 @@ public final class PageServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * How many connections are served at once (default {@value PageServer#DEFAULT_MAX_SESSIONS}): each costs
+         * a thread on {@link Transport#THREADS}, and on both transports its read and staging buffers and
+         * descriptors. A connection beyond the cap is closed as soon as it is accepted, before anything is read
+         * from it or any TLS handshake (the client sees the connection closed, or reset when it had sent data);
+         * it is published as {@link SessionEvent.Refused} and logged (one warning per 10 s while refusals go
+         * on, with the remote address and how many were refused). Live sessions go on; a place frees up when a
+         * session's connection is closed, however it ended. On Netty a connection counts from its accept, TLS
+         * handshake included.
+         */
+        public Builder maxSessions(int sessions) {
+            if (sessions <= 0) {
+                throw new IllegalArgumentException("max sessions=" + sessions + " must be positive");
+            }
+            this.maxSessions = sessions;
+            return this;
+        }
+
         /** The largest {@code nr_pages} one header may announce (default 262144 = 1 GiB). */
         public Builder maxPagesPerHeader(long pages) {
             if (pages <= 0 || pages > Long.MAX_VALUE / PageRun.PAGE_SIZE) {
@@ -335,7 +363,7 @@ public final class PageServer implements AutoCloseable {
             }
             Optional<Path> link = parent.map(p -> Path.of("..").resolve(dir.relativize(p)));
             ServerConfig config = new ServerConfig(dir, parent, link, maxPagesPerHeader, maxBytesPerSession,
-                    idleTimeout, template, PageRun.PAGE_SIZE, chain, directIo);
+                    idleTimeout, template, PageRun.PAGE_SIZE, chain, directIo, maxSessions);
             return new PageServer(this, config, SessionDirectories.open(config));
         }
     }

@@ -34,7 +34,9 @@ import reactor.util.Loggers;
  * to stop does not keep the JVM alive (the CLI keeps itself alive by waiting for the server's
  * events). Session threads are not daemons: a dump in flight when the application's main thread
  * returns is finished (or ends at the idle timeout) rather than cut off half-written; they end at
- * the latest when {@link PageServer#stop()} cuts their connections.
+ * the latest when {@link PageServer#stop()} cuts their connections. At most
+ * {@link ServerConfig#maxSessions()} session threads run: a connection beyond that is closed by the
+ * accept thread as soon as it is accepted ({@link LiveSessions#admit}), without a thread or a buffer.
  *
  * <p><b>Idle timeout.</b> The socket is non-blocking with its own {@link Selector}: a read that finds
  * nothing waits in {@code select} for at most what is left of the idle timeout, so the timeout is
@@ -166,14 +168,21 @@ final class PlainTcpTransport implements ServerTransport {
                 closeQuietly(next);
                 return;
             }
+            LiveSessions.Place place = live.admit(remoteOf(channel));
+            if (place == null) {
+                // max_sessions reached: closed unread, no thread and no buffer; the selector waits for the next one
+                closeQuietly(channel);
+                continue;
+            }
             Selector selector = next;
             next = null;
             try {
-                start(new Connection(channel, selector));
+                start(new Connection(channel, selector), place);
             } catch (IOException | RuntimeException e) {
                 // this client's socket only (reset before it was set up): drop it and go on, no pause
                 closeQuietly(channel);
                 closeQuietly(selector);
+                place.release();
                 LOG.debug("page server dropped a connection it could not set up: port={} cause={}", port, e.toString());
             }
         }
@@ -205,15 +214,27 @@ final class PlainTcpTransport implements ServerTransport {
         }
     }
 
-    /** Registers a session for the connection and starts its thread; closes the connection when that fails. */
-    private void start(Connection c) {
+    private static String remoteOf(SocketChannel channel) {
+        try {
+            return String.valueOf(channel.getRemoteAddress());
+        } catch (IOException e) {
+            return "unknown (" + e + ")";
+        }
+    }
+
+    /**
+     * Registers a session for the connection and starts its thread; closes the connection (and releases
+     * its place) when that fails.
+     */
+    private void start(Connection c, LiveSessions.Place place) {
         threads.values().removeIf(t -> !t.isAlive());
         ServerSession session = live.begin(c.remote, c::reply, c::cut);
         if (session == null) {
             c.close(); // stopping
+            place.release();
             return;
         }
-        Thread thread = new Thread(() -> serve(c, session), "pageflux-page-session-" + session.id());
+        Thread thread = new Thread(() -> serve(c, session, place), "pageflux-page-session-" + session.id());
         threads.put(session.id(), thread);
         try {
             thread.start();
@@ -221,12 +242,14 @@ final class PlainTcpTransport implements ServerTransport {
             // no native thread to spare: this session ends, the server goes on
             threads.remove(session.id());
             c.close();
-            live.end(session, "cannot start a session thread: cause=" + e + " (too many sessions for this host)");
+            place.release();
+            live.end(session, "cannot start a session thread: cause=" + e + " (too many sessions for this host;"
+                    + " lower --max-sessions)");
         }
     }
 
     /** The session's thread: reads until the client hangs up, the session ends, or the server stops. */
-    private void serve(Connection c, ServerSession session) {
+    private void serve(Connection c, ServerSession session, LiveSessions.Place place) {
         ByteBuf memory = null;
         String reason = "connection ended";
         try {
@@ -262,6 +285,8 @@ final class PlainTcpTransport implements ServerTransport {
             if (memory != null) {
                 memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
             }
+            // the place first: a client that sees this connection close and connects again finds it free
+            place.release();
             c.close();
             live.end(session, reason);
         }

@@ -15,10 +15,11 @@ import java.util.regex.Pattern;
  * @param parentLink    the {@code parent} link target written into each session directory
  *                      (relative: from {@code directory/<session>} to the parent images)
  * @param chain         link each session that asks PARENT to the newest completed session of its pid
+ * @param maxSessions   connections served at once; one more is closed at once, unread
  */
 record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> parentLink, long maxPagesPerHeader,
                     long maxBytesPerSession, Duration idleTimeout, String template, int pageSize, boolean chain,
-                    boolean directIo) {
+                    boolean directIo, int maxSessions) {
 
     static final String DEFAULT_TEMPLATE = "{pid}-{time}-{seq}";
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC);

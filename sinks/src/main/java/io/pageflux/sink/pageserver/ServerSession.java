@@ -137,20 +137,20 @@ final class ServerSession implements WireDecoder.Listener {
         }
         int cmd = h.cmd();
         if (cmd == PageServerWire.CMD_CLOSE || cmd == PageServerWire.CMD_FORCE_CLOSE) {
-            close();
+            close(h);
             return;
         }
         switch (h.op()) {
             case PageServerWire.OP_PARENT -> {
                 PagemapId pm = pagemap(h);
                 decideParent(pm);
-                output.reply(intReply(hasParent(pm) ? 1 : 0));
+                send(intReply(hasParent(pm) ? 1 : 0), h);
             }
             case PageServerWire.OP_OPEN -> open(pagemap(h));
             case PageServerWire.OP_OPEN2 -> {
                 PagemapId pm = pagemap(h);
                 open(pm);
-                output.reply(ByteBuffer.wrap(new byte[] {(byte) (hasParent(pm) ? 1 : 0)}));
+                send(ByteBuffer.wrap(new byte[] {(byte) (hasParent(pm) ? 1 : 0)}), h);
             }
             case PageServerWire.OP_ADD_F -> run(h, h.flags());
             case PageServerWire.OP_ADD -> run(h, PageFlags.PE_PRESENT);
@@ -203,19 +203,20 @@ final class ServerSession implements WireDecoder.Listener {
             throw failure("invalid flags=" + PageFlags.describe(flags) + " header=\"" + h + "\"");
         }
         long n = h.nrPages();
-        if (n <= 0 || n > config.maxPagesPerHeader()) {
-            throw failure("nr_pages=" + Long.toUnsignedString(n) + " outside 1.." + config.maxPagesPerHeader()
-                    + " header=\"" + h + "\" (max_pages_per_header; raise --max-header-pages if such runs are expected)");
-        }
+        checkPageCount(n, h, "");
         long v = h.vaddr();
         if (v % pageSize != 0 || Long.compareUnsigned(v, -1L - n * pageSize) > 0) {
             throw failure("vaddr=0x" + Long.toHexString(v) + " is not page aligned or the run wraps around"
                     + " header=\"" + h + "\"");
         }
         long payload = h.payloadBytes(pageSize);
-        if (payload > config.maxBytesPerSession() - bytesReceived) {
+        // what was decoded up to this header, not bytesReceived: that counts the whole read, and the read may
+        // already hold this run's pages
+        long consumed = decoder.bytesConsumed();
+        if (payload > config.maxBytesPerSession() - consumed) {
             throw failure("run would exceed max_bytes_per_session=" + config.maxBytesPerSession() + " received="
-                    + bytesReceived + " announced=" + payload + " header=\"" + h + "\"");
+                    + consumed + " announced=" + payload + " header=\"" + h + "\" (raise --max-session-bytes if"
+                    + " such dumps are expected)");
         }
         if (present) {
             runVaddr = v;
@@ -246,10 +247,7 @@ final class ServerSession implements WireDecoder.Listener {
                     + "\" (GET names the task by its plain pid, no type byte)");
         }
         long n = h.nrPages();
-        if (n <= 0 || n > config.maxPagesPerHeader()) {
-            throw failure("GET nr_pages=" + Long.toUnsignedString(n) + " outside 1.." + config.maxPagesPerHeader()
-                    + " header=\"" + h + "\"");
-        }
+        checkPageCount(n, h, "GET ");
         long v = h.vaddr();
         if (v % pageSize != 0 || Long.compareUnsigned(v, -1L - n * pageSize) > 0) {
             throw failure("GET vaddr=0x" + Long.toHexString(v) + " is not page aligned or the range wraps around"
@@ -267,17 +265,46 @@ final class ServerSession implements WireDecoder.Listener {
         PageServerHeader answer = new PageServerHeader((PageFlags.PE_PRESENT << 16) | PageServerWire.OP_ADD_F, 0,
                 pages, v, h.dstId());
         PageServerWire.encode(answer, reply.duplicate());
+        send(reply, h);
+    }
+
+    /**
+     * {@code nr_pages} of a run or GET: at least 1 and at most {@link ServerConfig#maxPagesPerHeader()}, checked
+     * before any of the pages is read.
+     */
+    private void checkPageCount(long n, PageServerHeader h, String what) {
+        if (n == 0) {
+            throw failure(what + "nr_pages=0 header=\"" + h + "\" (a run or GET covers at least one page)");
+        }
+        if (Long.compareUnsigned(n, config.maxPagesPerHeader()) > 0) {
+            throw failure(what + "nr_pages=" + Long.toUnsignedString(n) + " exceeds max_pages_per_header="
+                    + config.maxPagesPerHeader() + " header=\"" + h + "\" (raise --max-header-pages if such runs are"
+                    + " expected)");
+        }
+    }
+
+    /**
+     * Sends the answer to {@code h} and waits until it was written (within the idle timeout). An answer that
+     * cannot be sent ends the session: the client reset the connection or stopped reading, and cannot know
+     * what the server did. After CLOSE this matters most: the session must not be published as complete when
+     * the client never got the answer that says its pages are on disk. Waiting also bounds what a client that
+     * asks without reading can pile up in the server's memory.
+     */
+    private void send(ByteBuffer reply, PageServerHeader h) {
+        long idleMillis = config.idleTimeout().toMillis();
+        String command = PageServerWire.opName(h.cmd());
         Future<?> written = output.reply(reply);
         try {
-            written.get(config.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
+            written.get(idleMillis, TimeUnit.MILLISECONDS);
         } catch (TimeoutException e) {
-            throw failure("GET answer not read by the client within idle_timeout_ms=" + config.idleTimeout().toMillis()
-                    + " header=\"" + h + "\"");
+            throw failure("cannot send the answer to " + command + ": not read by the client within idle_timeout_ms="
+                    + idleMillis + " header=\"" + h + "\" (nothing kept)");
         } catch (ExecutionException e) {
-            throw failure("GET answer could not be sent: cause=\"" + e.getCause() + "\" header=\"" + h + "\"");
+            throw failure("cannot send the answer to " + command + ": cause=\"" + e.getCause() + "\" header=\"" + h
+                    + "\" (the client reset the connection or stopped reading; nothing kept)");
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw failure("interrupted while sending a GET answer header=\"" + h + "\"");
+            throw failure("interrupted while sending the answer to " + command + " header=\"" + h + "\"");
         }
     }
 
@@ -372,8 +399,11 @@ final class ServerSession implements WireDecoder.Listener {
         }
     }
 
-    /** Commits to the hidden name, then answers 0: the answer means the pages are durable. */
-    private void close() {
+    /**
+     * Commits to the hidden name, then answers 0: the answer means the pages are durable. The session completes
+     * only if that answer was sent and the client then hung up without sending more.
+     */
+    private void close(PageServerHeader h) {
         if (writer != null) {
             try {
                 writer.commit();
@@ -384,7 +414,7 @@ final class ServerSession implements WireDecoder.Listener {
         }
         state = State.CLOSED;
         bytesAtClose = decoder.bytesConsumed();
-        output.reply(intReply(0));
+        send(intReply(0), h);
     }
 
     /** The client hung up. Complete if CLOSE was answered, else a failure. */

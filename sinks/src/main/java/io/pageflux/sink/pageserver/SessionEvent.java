@@ -8,11 +8,12 @@ import java.util.Optional;
  * What happened to one page-server session, as {@link PageServer#events()} reports it. Every
  * session emits {@link Started}, zero or more {@link Opened} (and in chain mode at most one
  * {@link ParentChosen}), and exactly one of
- * {@link Completed} or {@link Failed}.
+ * {@link Completed} or {@link Failed}. A connection the server did not serve (all
+ * {@link PageServer.Builder#maxSessions places} taken) emits only {@link Refused}.
  */
 public sealed interface SessionEvent {
 
-    /** 1, 2, 3, ... in the order the server accepted the connections. */
+    /** 1, 2, 3, ... in the order the server began serving the connections; 0 for {@link Refused}. */
     long session();
 
     /** The client's address, e.g. {@code /127.0.0.1:51234}. */
@@ -46,5 +47,18 @@ public sealed interface SessionEvent {
 
     /** The session ended without a complete directory; {@code reason} says why as key=value facts. */
     record Failed(long session, String remote, String reason) implements SessionEvent {
+    }
+
+    /**
+     * A connection closed as soon as it was accepted, unread, because the server serves
+     * {@link PageServer.Builder#maxSessions} connections already; it never became a session (no number:
+     * {@link #session()} is 0). {@code reason} names the cap, e.g.
+     * {@code max_sessions=64 reached: connections=64 (the connection was closed unread)}.
+     */
+    record Refused(String remote, String reason) implements SessionEvent {
+        @Override
+        public long session() {
+            return 0;
+        }
     }
 }

@@ -108,7 +108,7 @@ class PageServerDefenceTest {
     void hugePageCountIsRefusedBeforeReadingAnything() throws Exception {
         byte[] open = header(PageServerHeader.open2(TASK));
         byte[] add = header(PageServerHeader.addF(TASK, 0x401000, 1L << 40, PageFlags.PE_PRESENT));
-        rejects(concat(open, add, new byte[4096]), "nr_pages=1099511627776 outside 1..262144 header=\"ADD_F[PE_PRESENT]");
+        rejects(concat(open, add, new byte[4096]), "nr_pages=1099511627776 exceeds max_pages_per_header=262144 header=\"ADD_F[PE_PRESENT]");
     }
 
     @Test

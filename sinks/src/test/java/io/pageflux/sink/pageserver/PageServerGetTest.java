@@ -144,8 +144,8 @@ class PageServerGetTest {
         try (PageServer server = PageServer.builder().directory(dir).port(0).maxPagesPerHeader(1024).start();
              EventLog log = new EventLog(server)) {
             String[][] cases = {
-                    {"0", "4096", "21384", "GET nr_pages=0 outside 1..1024"},
-                    {"2048", "4096", "21384", "GET nr_pages=2048 outside 1..1024"},
+                    {"0", "4096", "21384", "GET nr_pages=0 header="},
+                    {"2048", "4096", "21384", "GET nr_pages=2048 exceeds max_pages_per_header=1024 header="},
                     {"1", "4097", "21384", "GET vaddr=0x1001 is not page aligned"},
                     {"1", "4096", "0", "GET dst_id=0x0 is not a pid"},
                     {"1", "4096", String.valueOf(1L << 40), "GET dst_id=0x10000000000 is not a pid"},
