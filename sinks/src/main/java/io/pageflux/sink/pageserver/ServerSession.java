@@ -285,27 +285,34 @@ final class ServerSession implements WireDecoder.Listener {
 
     /**
      * Sends the answer to {@code h} and waits until it was written (within the idle timeout). An answer that
-     * cannot be sent ends the session: the client reset the connection or stopped reading, and cannot know
-     * what the server did. After CLOSE this matters most: the session must not be published as complete when
-     * the client never got the answer that says its pages are on disk. Waiting also bounds what a client that
+     * cannot be sent ends the session at once: the client reset the connection or stopped reading, and cannot
+     * know what the server did. After CLOSE this matters most: the session must not be published as complete
+     * when the client never got the answer that says its pages are on disk, whatever the transport does next
+     * (an end of stream read after the reset must not complete it). Waiting also bounds what a client that
      * asks without reading can pile up in the server's memory.
+     *
+     * @throws SessionFailure after the session failed ({@link #fail}) with the reason
      */
     private void send(ByteBuffer reply, PageServerHeader h) {
         long idleMillis = config.idleTimeout().toMillis();
         String command = PageServerWire.opName(h.cmd());
         Future<?> written = output.reply(reply);
+        String reason;
         try {
             written.get(idleMillis, TimeUnit.MILLISECONDS);
+            return;
         } catch (TimeoutException e) {
-            throw failure("cannot send the answer to " + command + ": not read by the client within idle_timeout_ms="
-                    + idleMillis + " header=\"" + h + "\" (nothing kept)");
+            reason = "cannot send the answer to " + command + ": not read by the client within idle_timeout_ms="
+                    + idleMillis + " header=\"" + h + "\" (nothing kept)";
         } catch (ExecutionException e) {
-            throw failure("cannot send the answer to " + command + ": cause=\"" + e.getCause() + "\" header=\"" + h
-                    + "\" (the client reset the connection or stopped reading; nothing kept)");
+            reason = "cannot send the answer to " + command + ": cause=\"" + e.getCause() + "\" header=\"" + h
+                    + "\" (the client reset the connection or stopped reading; nothing kept)";
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw failure("interrupted while sending the answer to " + command + " header=\"" + h + "\"");
+            reason = "interrupted while sending the answer to " + command + " header=\"" + h + "\"";
         }
+        fail(reason);
+        throw failure(reason);
     }
 
     /** The images GET serves for {@code pid}: the newest completed session with its pagemap, else the parent images. */
