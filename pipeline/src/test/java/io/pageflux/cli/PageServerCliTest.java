@@ -11,7 +11,9 @@ import io.pageflux.sink.pageserver.SessionEvent;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import io.pageflux.source.sample.SampleProcess;
+import java.net.ConnectException;
 import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -134,6 +136,53 @@ class PageServerCliTest {
                     + " pages");
             assertFalse(Files.exists(state.resolve(PreDumpCommand.STATE_PENDING)), "the state is good again");
         }
+    }
+
+    /**
+     * {@code --max-sessions 1}: a second client is closed unanswered while the first is served, and is no
+     * session ({@code --sessions 1} still waits for the first); the command prints no line for it.
+     */
+    @Test
+    void maxSessionsRefusesTheConnectionBeyondIt() throws Exception {
+        Path received = Files.createDirectory(tmp.resolve("received"));
+        int port;
+        try (ServerSocket probe = new ServerSocket(0)) {
+            port = probe.getLocalPort();
+        }
+        String portText = Integer.toString(port);
+        CompletableFuture<Cli.Result> server = CompletableFuture.supplyAsync(() -> Cli.run("page-server", "--dir",
+                received.toString(), "--port", portText, "--sessions", "1", "--max-sessions", "1"));
+        try {
+            Socket first = null;
+            for (int attempt = 0; first == null && attempt < 100 && !server.isDone(); attempt++) {
+                try {
+                    first = new Socket("127.0.0.1", port);
+                } catch (ConnectException notYet) {
+                    Thread.sleep(100); // the server thread may not listen yet
+                }
+            }
+            assertTrue(first != null, "the page server listens: " + (server.isDone() ? server.get() : ""));
+            try (Socket served = first; Socket refused = new Socket("127.0.0.1", port)) {
+                refused.setSoTimeout(30_000);
+                assertEquals(-1, refused.getInputStream().read(), "closed at once, no answer");
+                assertFalse(server.isDone(), "the refused connection is no session");
+            }
+            Cli.Result s = server.get(60, TimeUnit.SECONDS);
+            assertEquals(1, s.exit(), s.toString()); // the first client hung up before CLOSE
+            assertTrue(s.out().contains("session 1 from /127.0.0.1:"), s.out());
+            assertTrue(s.out().contains("failed: client closed the connection before CLOSE received=0"), s.out());
+            assertFalse(s.out().contains("session 2"), s.out());
+            assertFalse(s.out().toLowerCase(java.util.Locale.ROOT).contains("refused"), s.out());
+        } finally {
+            server.cancel(true);
+        }
+    }
+
+    @Test
+    void maxSessionsMustBePositive() {
+        Cli.Result r = Cli.run("page-server", "--dir", tmp.toString(), "--max-sessions", "0");
+        assertEquals(2, r.exit(), r.toString());
+        assertTrue(r.err().contains("--max-sessions 0 must be at least 1"), r.toString());
     }
 
     private static void awaitSessions(List<SessionEvent.Completed> sessions, int n) throws InterruptedException {

@@ -14,6 +14,8 @@ import io.pageflux.source.BufferPool;
 import io.pageflux.source.DataSize;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -103,6 +105,40 @@ class PageServerTlsTest {
     void mutualTlsDumpEqualsTheLocalDump() throws Exception {
         try (PageServer server = PageServer.builder().directory(tmp.resolve("in")).port(0).tls(mutualServer()).start();
              EventLog log = new EventLog(server)) {
+            dumpAndCompare(server, log, goodClient());
+        }
+    }
+
+    private static void awaitPlaces(PageServer server, int n) throws InterruptedException {
+        TestChunks.await(() -> server.admittedConnections() == n, "connections holding a place: " + n);
+    }
+
+    /**
+     * A connection holds its place from its accept, before its handshake; one beyond max_sessions is closed
+     * before any handshake, and the place comes back when the first client hangs up.
+     */
+    @Test
+    void aConnectionBeyondMaxSessionsIsRefusedBeforeItsHandshake() throws Exception {
+        try (PageServer server = PageServer.builder().directory(tmp.resolve("in")).port(0).tls(mutualServer())
+                .maxSessions(1).start();
+             EventLog log = new EventLog(server)) {
+            try (Socket silent = new Socket()) {
+                silent.connect(new InetSocketAddress("127.0.0.1", server.boundPort())); // never says ClientHello
+                awaitPlaces(server, 1);
+                PageServerException e = assertThrows(PageServerException.class, () -> PageServerSinks
+                        .connect("127.0.0.1", server.boundPort()).secure(goodClient())
+                        .write(context(), TestChunks.stream(Vectors.runs(Vectors.dir("full-dump"), 0), pool)).block());
+                assertTrue(e.getMessage().contains("server=127.0.0.1:" + server.boundPort()), e.getMessage());
+                TestChunks.await(() -> log.events.stream().anyMatch(SessionEvent.Refused.class::isInstance),
+                        "a refusal published");
+                SessionEvent.Refused refused = log.events.stream().filter(SessionEvent.Refused.class::isInstance)
+                        .map(SessionEvent.Refused.class::cast).findFirst().orElseThrow();
+                assertEquals("max_sessions=1 reached: connections=1 (the connection was closed unread)",
+                        refused.reason());
+                assertEquals(List.of(), log.events.stream().filter(SessionEvent.Started.class::isInstance).toList(),
+                        "neither connection became a session");
+            }
+            awaitPlaces(server, 0);
             dumpAndCompare(server, log, goodClient());
         }
     }
