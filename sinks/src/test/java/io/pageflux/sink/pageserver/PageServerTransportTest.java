@@ -70,6 +70,7 @@ class PageServerTransportTest {
 
             assertEquals(List.of(), transportThreads(), "stop() returns after the accept and session threads ended");
             assertEquals(0, server.activeSessions());
+            assertEquals(0, server.admittedConnections(), "stopped sessions gave their max_sessions places back");
             List<SessionEvent> ends = log.awaitEnds(2);
             for (SessionEvent end : ends) {
                 assertEquals("server stopped", assertInstanceOf(SessionEvent.Failed.class, end).reason());
