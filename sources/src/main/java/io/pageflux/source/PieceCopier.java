@@ -65,6 +65,8 @@ final class PieceCopier implements AutoCloseable {
     private volatile boolean closed;
     private long generation;
     private Helper[] helpers;
+    /** Runs on a helper before each piece it copies; tests use it to make a helper slow. Null otherwise. */
+    volatile Runnable beforeHelperPiece;
     /** Pieces copied by helpers (for tests and diagnostics). */
     private final AtomicLong piecesByHelpers = new AtomicLong();
 
@@ -200,6 +202,10 @@ final class PieceCopier implements AutoCloseable {
             int piece = claimOrder[k];
             boolean whole;
             try {
+                Runnable hook = thread == 0 ? null : beforeHelperPiece;
+                if (hook != null) {
+                    hook.run();
+                }
                 whole = vms[thread].read(pieceLocal[piece], pieceLength[piece], pieceIovecs[piece], 0,
                         pieceRuns[piece]) == pieceLength[piece];
             } catch (NativeCallException e) {
