@@ -19,7 +19,7 @@ import java.util.concurrent.locks.LockSupport;
  * ({@link Thread#onSpinWait}) for {@link #HELPER_SPIN_NANOS} after each batch before it parks, which covers
  * the caller's work between two batches (handing the chunk downstream, taking the next buffer); the caller
  * spins up to {@link #CALLER_SPIN_NANOS} for the last pieces a helper is still copying before it parks.
- * The old executor hand-off (a {@code Future} per batch) cost ~4 futex calls per batch and left both
+ * The old executor hand-off (a {@code Future} per batch) cost ~9 futex calls per batch and left both
  * threads ~20% idle.
  *
  * <p>{@link #copy} returns only when every claimed piece is done: no helper writes into the buffer after it,
