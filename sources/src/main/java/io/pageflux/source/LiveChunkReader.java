@@ -126,11 +126,6 @@ public final class LiveChunkReader implements ChunkReader {
         return batchesInParts;
     }
 
-    /** How many pieces of those batches the helper threads copied (the calling thread copied the rest). */
-    long piecesByHelpers() {
-        return copier == null ? 0 : copier.piecesByHelpers();
-    }
-
     @Override
     public PageChunk next(PooledBuffer buffer) {
         if (closed) {

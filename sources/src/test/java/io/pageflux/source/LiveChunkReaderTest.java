@@ -301,7 +301,7 @@ class LiveChunkReaderTest {
             s.readAll(reader, pool(512));
             assertEquals(2, helperThreads(prefix), "two helpers for three read threads");
             reader.close();
-            // shutdown lets idle helpers exit; they have nothing left to do, so this ends at once
+            // close wakes the idle helpers, which then exit: this ends at once
             for (int i = 0; i < 500 && helperThreads(prefix) > 0; i++) {
                 Thread.sleep(10);
             }
