@@ -108,7 +108,8 @@ final class DumpCommand implements Callable<Integer> {
 
     @Option(names = "--read-threads", paramLabel = "N", defaultValue = "1",
             description = "Threads copying each read batch (1..16, default ${DEFAULT-VALUE}). 2 copies almost twice as "
-                    + "fast when a second core is free, and takes that core from the target and the sink.")
+                    + "fast when a second core is free, and takes that core from the target and the sink; it helps only when the "
+                    + "copy is the bottleneck (--to null, a fast page server), not when writing to disk or compressing.")
     int readThreads;
 
     @Option(names = "--mode", paramLabel = "none|pre-dump|dump", defaultValue = "none",

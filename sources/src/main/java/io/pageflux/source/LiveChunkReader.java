@@ -10,12 +10,6 @@ import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Reads planned runs of a live process into pooled buffers, one chunk per {@link #next} call.
@@ -41,16 +35,18 @@ import java.util.concurrent.atomic.AtomicInteger;
  * stating pid, address and errno.
  *
  * <p><b>Read threads.</b> With {@code readThreads > 1}, a {@code process_vm_readv} batch of at least
- * {@value #PARALLEL_MIN_BYTES} bytes is cut into that many parts of about equal size (at page
- * boundaries, splitting a run if needed), each copied into its own part of the buffer by its own
- * thread: the kernel's copy is bound to one core per call, and two calls on two cores copy almost
- * twice as fast. When every part arrived whole, the chunk is exactly what one call would have made;
- * when any part came back short or failed, the whole batch is read again the one-thread way above,
+ * {@value #PARALLEL_MIN_BYTES} bytes is cut into a few pieces per thread (at page boundaries, splitting a
+ * run if needed), which the calling thread and {@code readThreads - 1} helper threads claim in turn, each
+ * copying its pieces into their own part of the buffer: the kernel's copy is bound to one core per call,
+ * and two calls on two cores copy almost twice as fast. The helpers are dedicated threads that spin
+ * briefly between batches before they park, so a batch does not pay a thread wake-up on each side (see
+ * {@code PieceCopier}). When every piece arrived whole, the chunk is exactly what one call would have
+ * made; when any piece came back short or failed, the whole batch is read again the one-thread way above,
  * which handles vanished pages and errors (so faults cost a second read, but only then).
  *
  * <p>Single-threaded, as {@link ChunkReader} requires ({@link #next} returns only after its helper
- * threads are done with the buffer). Closing it also closes the run iterator if it is
- * {@link AutoCloseable} (a {@link PageScan}) and stops the helper threads.
+ * threads are done with the buffer, even when the thread is interrupted). Closing it also closes the run
+ * iterator if it is {@link AutoCloseable} (a {@link PageScan}) and stops the helper threads.
  */
 public final class LiveChunkReader implements ChunkReader {
 
@@ -59,7 +55,6 @@ public final class LiveChunkReader implements ChunkReader {
     static final int PARALLEL_MIN_BYTES = 1 << 20;
     /** The most read threads a reader may use. */
     public static final int MAX_READ_THREADS = 16;
-    private static final AtomicInteger HELPER_IDS = new AtomicInteger();
 
     private final Iterator<PlannedRun> runs;
     private final int pid;
@@ -77,14 +72,8 @@ public final class LiveChunkReader implements ChunkReader {
     /** A failure of the run iterator met by {@link #exhausted()}, rethrown by the next read. */
     private RuntimeException scanFailure;
     private final int readThreads;
-    /** Part i &gt; 0 of a parallel batch: its own iovec block and local iovec (neither is thread-safe). */
-    private final RemoteIovecs[] partIovecs;
-    private final ProcessVm[] partVms;
-    private final long[] partLocal;
-    private final long[] partLength;
-    private final int[] partCount;
-    /** readThreads - 1 helper threads, started on the first parallel batch. */
-    private ExecutorService helpers;
+    /** Copies large batches on several threads; made on the first such batch. */
+    private PieceCopier copier;
     /** Batches copied whole in parts (for tests: the parallel path was taken, not the fallback). */
     private long batchesInParts;
 
@@ -126,17 +115,6 @@ public final class LiveChunkReader implements ChunkReader {
         this.vm = ProcessVm.forPid(pid);
         this.iovecs = new RemoteIovecs(maxRunsPerRead);
         this.batch = new PageRun[maxRunsPerRead];
-        this.partIovecs = new RemoteIovecs[readThreads];
-        this.partVms = new ProcessVm[readThreads];
-        this.partIovecs[0] = iovecs;
-        this.partVms[0] = vm;
-        for (int i = 1; i < readThreads; i++) {
-            partIovecs[i] = new RemoteIovecs(maxRunsPerRead);
-            partVms[i] = ProcessVm.forPid(pid);
-        }
-        this.partLocal = new long[readThreads];
-        this.partLength = new long[readThreads];
-        this.partCount = new int[readThreads];
     }
 
     public int pid() {
@@ -285,102 +263,16 @@ public final class LiveChunkReader implements ChunkReader {
     }
 
     /**
-     * Copies {@code batch[0..count)} ({@code total} bytes) in {@link #readThreads} parts at once, part 0 on
-     * this thread. True when every part was copied whole; false when any came back short or failed (the
-     * caller then reads the batch again, one call at a time, which sorts out vanished pages and errors).
-     * Returns only when every helper is done with the buffer.
+     * Copies {@code batch[0..count)} ({@code total} bytes) on {@link #readThreads} threads at once. True when
+     * every piece was copied whole; false when any came back short or failed (the caller then reads the batch
+     * again, one call at a time, which sorts out vanished pages and errors). Returns only when every helper
+     * is done with the buffer.
      */
     private boolean readInParts(int count, long local, long total) {
-        long share = (total / readThreads + PAGE - 1) / PAGE * PAGE;
-        int part = 0;
-        long filled = 0;
-        partLocal[0] = local;
-        partLength[0] = 0;
-        partCount[0] = 0;
-        for (int i = 0; i < count; i++) {
-            long address = batch[i].address();
-            long left = batch[i].bytes();
-            while (left > 0) {
-                if (partLength[part] == share && part < readThreads - 1) {
-                    part++;
-                    partLocal[part] = local + filled;
-                    partLength[part] = 0;
-                    partCount[part] = 0;
-                }
-                long take = part == readThreads - 1 ? left : Math.min(left, share - partLength[part]);
-                partIovecs[part].set(partCount[part]++, address, take);
-                partLength[part] += take;
-                filled += take;
-                address += take;
-                left -= take;
-            }
+        if (copier == null) {
+            copier = new PieceCopier(pid, readThreads, maxRunsPerRead);
         }
-        int parts = part + 1;
-        if (helpers == null) {
-            int id = HELPER_IDS.incrementAndGet();
-            AtomicInteger n = new AtomicInteger();
-            ThreadPoolExecutor pool = (ThreadPoolExecutor) Executors.newFixedThreadPool(readThreads - 1, r -> {
-                Thread t = new Thread(r, "pageflux-read-" + pid + "-" + id + "-" + n.incrementAndGet());
-                t.setDaemon(true);
-                return t;
-            });
-            try {
-                // all threads now, so that a submit below cannot fail half-way to create one
-                pool.prestartAllCoreThreads();
-            } catch (RuntimeException | Error e) {
-                pool.shutdownNow();
-                throw e;
-            }
-            helpers = pool;
-        }
-        List<Future<Boolean>> pending = new ArrayList<>(parts - 1);
-        boolean whole = false;
-        boolean helpersWhole = true;
-        try {
-            for (int i = 1; i < parts; i++) {
-                int k = i;
-                pending.add(helpers.submit(() -> readPart(k)));
-            }
-            whole = readPart(0);
-        } finally {
-            // wait for every helper started, also when this thread failed: until they return they write
-            // into the buffer, which the caller gives back to the pool on failure
-            helpersWhole = awaitParts(pending);
-        }
-        return whole && helpersWhole;
-    }
-
-    /** Waits for every part, even when interrupted (the interrupt is kept); true when each arrived whole. */
-    private static boolean awaitParts(List<Future<Boolean>> pending) {
-        boolean whole = true;
-        boolean interrupted = false;
-        for (Future<Boolean> f : pending) {
-            while (true) {
-                try {
-                    whole &= f.get();
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                } catch (ExecutionException e) {
-                    whole = false;
-                    break;
-                }
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-        return whole;
-    }
-
-    /** One part of a parallel batch; false when it came back short or failed (any errno). */
-    private boolean readPart(int part) {
-        try {
-            return partVms[part].read(partLocal[part], partLength[part], partIovecs[part], 0, partCount[part])
-                    == partLength[part];
-        } catch (NativeCallException e) {
-            return false;
-        }
+        return copier.copy(batch, count, local, total);
     }
 
     /** Reads {@code batch[0..count)} with pread on /proc/PID/mem; returns the pages placed at {@code local}. */
@@ -484,8 +376,8 @@ public final class LiveChunkReader implements ChunkReader {
             return;
         }
         closed = true;
-        if (helpers != null) {
-            helpers.shutdown(); // idle: next() waited for them
+        if (copier != null) {
+            copier.close(); // its helpers are idle: next() waited for them
         }
         try {
             if (mem != null) {

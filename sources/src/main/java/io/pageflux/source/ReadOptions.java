@@ -25,9 +25,10 @@ import reactor.core.scheduler.Schedulers;
  *                        bar needs; it costs one more page-table walk). Without it the planned pages grow as the
  *                        scan selects runs, and equal the total once the stream completes. Default {@code true}.
  * @param readThreads     threads copying each large read batch of a live process at once, 1..16 (default 1:
- *                        the stream's read worker only). With 2, a batch is cut in two halves copied on two
- *                        cores, which nearly doubles the copy rate when a core is free, at the cost of that
- *                        core (the target keeps running meanwhile); see {@link LiveChunkReader}.
+ *                        the stream's read worker only). With 2, a batch is copied in pieces on two cores at once,
+ *                        which nearly doubles the copy rate when a core is free, at the cost of that core (the
+ *                        target keeps running meanwhile); it pays off only when the copy is the bottleneck (not
+ *                        when a disk or a compressor sets the pace); see {@link LiveChunkReader}.
  */
 public record ReadOptions(RegionPolicy policy, BufferPool pool, int maxRunsPerRead, Scheduler scheduler,
                           DumpStats stats, List<MemoryRegion> regions, boolean countPlanned, int readThreads) {

@@ -211,6 +211,87 @@ class LiveChunkReaderTest {
     }
 
     @Test
+    void withTwoThreadsPagesVanishedInALaterChunkAreSkippedAndTheBatchesAfterThemAreReadInPartsAgain() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            // chunk 1: X 0..511; chunk 2: A (gone by then) + X 512..959, topped up with X 1024..1087;
+            // chunk 3: X 1088..1535
+            List<PlannedRun> runs = List.of(s.vm(Region.X, 0, 512), s.vm(Region.A, 0, 64), s.vm(Region.X, 512, 448),
+                    s.vm(Region.X, 1024, 512));
+            BufferPool p = pool(512);
+            try (LiveChunkReader reader = new LiveChunkReader(runs.iterator(), sample.pid(), ReadOptions.MAX_IOVECS,
+                    stats, 2)) {
+                PageChunk first = nextChunk(reader, p);
+                try {
+                    assertEquals(List.of(s.vm(Region.X, 0, 512).run()), first.runs());
+                } finally {
+                    first.release();
+                }
+                assertEquals(1, reader.batchesInParts());
+                sample.unmapA();
+                LiveReadSupport.Result rest = s.readAll(reader, p, 1);
+                assertEquals(2, rest.chunkShapes().size());
+                assertEquals(List.of(s.vm(Region.X, 512, 448).run(), s.vm(Region.X, 1024, 64).run()),
+                        rest.chunkShapes().get(0).runs());
+                assertEquals(List.of(s.vm(Region.X, 1088, 448).run()), rest.chunkShapes().get(1).runs());
+                assertEquals(2, reader.batchesInParts(), "chunk 3 must be read in parts again after chunk 2's fallback");
+            }
+            assertEquals(LongStream.range(0, 64).mapToObj(i -> s.page(Region.A, i)).toList(), stats.vanishedAddresses());
+            assertEquals(512 + 448 + 512, stats.pagesRead());
+        }
+    }
+
+    @Test
+    void targetKilledBetweenParallelBatchesFailsWithProcessGoneNamingPidAndAddress() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            BufferPool p = pool(512);
+            try (LiveChunkReader reader = new LiveChunkReader(List.of(s.vm(Region.X, 0, 2048)).iterator(),
+                    sample.pid(), ReadOptions.MAX_IOVECS, stats, 2)) {
+                nextChunk(reader, p).release();
+                sample.kill();
+                ProcessGoneException e = assertThrows(ProcessGoneException.class, () -> nextChunk(reader, p));
+                assertEquals(sample.pid(), e.pid());
+                assertTrue(e.getMessage().contains(String.format("while reading address=0x%x", s.page(Region.X, 512))),
+                        e.getMessage());
+                assertTrue(e.getMessage().contains("errno=ESRCH"), e.getMessage());
+                assertEquals(1, reader.batchesInParts());
+            }
+            assertEquals(0, stats.pagesVanished());
+        }
+    }
+
+    @Test
+    void aStreamReadWithTwoThreadsEmitsItsChunksInOrderWithinTheBudget() throws Exception {
+        try (SampleProcess sample = SampleProcess.start(8, false)) {
+            LiveReadSupport s = new LiveReadSupport(sample);
+            List<PlannedRun> runs = bulkRuns(s);
+            BufferPool p = pool(512); // room for 2 chunks of 2 MiB
+            List<Long> sequences = new ArrayList<>();
+            List<PageRun> read = new ArrayList<>();
+            java.util.Map<Long, byte[]> pages = new java.util.HashMap<>();
+            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+            LiveChunkReader[] made = new LiveChunkReader[1];
+            ChunkStream.from(() -> made[0] = new LiveChunkReader(runs.iterator(), sample.pid(), ReadOptions.MAX_IOVECS,
+                            stats, 2), p, reactor.core.scheduler.Schedulers.boundedElastic())
+                    .doOnNext(chunk -> {
+                        try {
+                            sequences.add(chunk.sequence());
+                            s.check(chunk, read, pages, bytes);
+                        } finally {
+                            chunk.release();
+                        }
+                    })
+                    .blockLast(java.time.Duration.ofSeconds(30));
+            assertEquals(LongStream.range(0, sequences.size()).boxed().toList(), sequences);
+            assertEquals(merged(plain(runs)), merged(read));
+            assertTrue(made[0].batchesInParts() >= 2, "batches read in parts: " + made[0].batchesInParts());
+            assertTrue(p.peakLeasedBuffers() <= 2, "peak " + p.peakLeasedBuffers() + " buffers of a budget of 2");
+            assertEquals(LiveReadSupport.pages(runs) * PAGE, bytes.size());
+        }
+    }
+
+    @Test
     void closeStopsTheHelperThreads() throws Exception {
         try (SampleProcess sample = SampleProcess.start(8, false)) {
             LiveReadSupport s = new LiveReadSupport(sample);
@@ -220,7 +301,7 @@ class LiveChunkReaderTest {
             s.readAll(reader, pool(512));
             assertEquals(2, helperThreads(prefix), "two helpers for three read threads");
             reader.close();
-            // shutdown lets idle helpers exit; they have nothing left to do, so this ends at once
+            // close wakes the idle helpers, which then exit: this ends at once
             for (int i = 0; i < 500 && helperThreads(prefix) > 0; i++) {
                 Thread.sleep(10);
             }
