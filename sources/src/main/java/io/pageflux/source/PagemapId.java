@@ -38,6 +38,19 @@ public record PagemapId(Kind kind, long id) {
         return kind == Kind.TASK ? "pagemap-" + id + ".img" : "pagemap-shmem-" + id + ".img";
     }
 
+    // equals and hashCode written out: a record's generated ones are bootstrapped through
+    // invokedynamic on first use, which costs milliseconds in a JVM that lives for one dump (the
+    // page-server client keys its pagemaps by PagemapId before the first chunk is sent)
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof PagemapId p && p.id == id && p.kind == kind;
+    }
+
+    @Override
+    public int hashCode() {
+        return Long.hashCode(id) * 31 + kind.hashCode();
+    }
+
     @Override
     public String toString() {
         return pagemapFileName();

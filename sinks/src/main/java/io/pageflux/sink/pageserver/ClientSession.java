@@ -11,11 +11,8 @@ import io.pageflux.source.PageChunk;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PageRun;
 import io.pageflux.source.PagemapId;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -34,27 +31,17 @@ import reactor.netty.Connection;
  * previous chunk's writes completed, so a slow network holds back the reader instead of growing a
  * queue: at most two chunks (one being written, one prefetched) are ever held here.
  *
- * <p>Plain TCP (no TLS) uses a blocking {@link SocketChannel} instead of Netty: a chunk's
- * headers and page bytes go out in one gathering write from the thread that delivered the chunk
- * (the reader's), and the chunk is released when that write returns. The write blocking is the
- * backpressure (no further chunk is requested meanwhile), and it saves the hand-off of every
- * chunk to an event loop thread: on loopback with 2 cores that hand-off, not the copying, was
- * what kept the client from a plain socket copy's rate (see the README's page-server section).
- * Replies are read by {@link ReplyReader#start(SocketChannel)}.
+ * <p>Used for TLS only: plain TCP goes through {@link BlockingClientSession}, which writes from the
+ * reader's thread without Netty (no hand-off of every chunk to an event loop) and keeps the Netty
+ * classes out of a plain dump's JVM.
  */
 final class ClientSession {
 
     /** Longer runs are split; well below any server's sensible per-header cap. */
     static final long MAX_PAGES_PER_HEADER = 1L << 16;
-    /** How long a finished dump waits for the server to close its side (see awaitServerEnd). */
-    private static final Duration MAX_END_WAIT = Duration.ofSeconds(10);
 
     private final Connection connection;
     private final Channel channel;
-    /** Set instead of {@link #connection}/{@link #channel} for plain TCP: written with blocking writes. */
-    private final SocketChannel socket;
-    /** Blocking mode: the headers and page slices of the chunk being sent, written in one go. */
-    private final List<ByteBuffer> gather = new ArrayList<>();
     private final String server;
     private final ReplyReader replies;
     private final boolean askParent;
@@ -69,12 +56,6 @@ final class ClientSession {
     private volatile boolean terminated;
     private PagemapId current;
     private String lastCommand = "none";
-    /** Guards {@link #inBlockingWrite} and {@link #releaseAfterWrite}. */
-    private final Object blockingWriteState = new Object();
-    /** Blocking mode: the reader's thread is inside {@code socket.write}. */
-    private boolean inBlockingWrite;
-    /** Chunks released during a blocking write, given back when it returns. */
-    private final List<ChunkWrites> releaseAfterWrite = new ArrayList<>();
 
     /** The last ADD_F header sent; described only when an error names it (not once per header). */
     private PageServerHeader lastAdd;
@@ -86,19 +67,6 @@ final class ClientSession {
                   DumpContext context) {
         this.connection = connection;
         this.channel = connection.channel();
-        this.socket = null;
-        this.server = server;
-        this.askParent = askParent;
-        this.replyTimeout = replyTimeout;
-        this.context = context;
-        this.replies = new ReplyReader(server);
-    }
-
-    ClientSession(SocketChannel socket, String server, boolean askParent, Duration replyTimeout,
-                  DumpContext context) {
-        this.connection = null;
-        this.channel = null;
-        this.socket = socket;
         this.server = server;
         this.askParent = askParent;
         this.replyTimeout = replyTimeout;
@@ -107,11 +75,7 @@ final class ClientSession {
     }
 
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
-        if (socket != null) {
-            replies.start(socket);
-        } else {
-            replies.start(connection.inbound().receive());
-        }
+        replies.start(connection.inbound().receive());
         // PARENT for the task first, before any shared-memory pagemap: a chaining server picks the
         // session's parent by the first task it is asked about (a shmem id names no process)
         Mono<Void> taskParent = askParent ? askParentOf(PagemapId.task(context.pid())) : Mono.empty();
@@ -184,11 +148,7 @@ final class ClientSession {
             offset += run.bytes();
             index++;
         }
-        if (socket != null) {
-            writeGathered();
-        } else {
-            channel.flush();
-        }
+        channel.flush();
         return Mono.empty();
     }
 
@@ -205,63 +165,18 @@ final class ClientSession {
             long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
             PageServerHeader header = PageServerHeader.addF(run.pagemap(), vaddr, n, run.flags());
             lastAdd = header;
-            if (socket != null) {
-                ByteBuffer h = ByteBuffer.allocate(PageServerWire.HEADER_BYTES);
-                PageServerWire.encode(header, h.duplicate());
-                gather.add(h);
-            } else {
-                writes.last = channel.write(headerBuf(header));
-            }
+            writes.last = channel.write(headerBuf(header));
             bytesSent += PageServerWire.HEADER_BYTES;
             entries++;
             if (present) {
                 int from = (int) (offset + done * PageRun.PAGE_SIZE);
                 int len = (int) (n * PageRun.PAGE_SIZE);
                 ByteBuffer slice = writes.data.duplicate().position(from).limit(from + len).slice();
-                if (socket != null) {
-                    gather.add(slice);
-                } else {
-                    writes.last = channel.write(Unpooled.wrappedBuffer(slice));
-                }
+                writes.last = channel.write(Unpooled.wrappedBuffer(slice));
                 bytesSent += len;
                 pagesSent += n;
             }
             done += n;
-        }
-    }
-
-    /**
-     * Blocking mode: writes what {@link #writeRun} gathered; returns when the socket took all of it.
-     * Chunks released meanwhile (a cancel, on another thread) go back to their pool only when it returns
-     * or fails: the kernel may still be copying from their buffers.
-     */
-    private void writeGathered() {
-        if (gather.isEmpty()) {
-            return;
-        }
-        ByteBuffer[] parts = gather.toArray(new ByteBuffer[0]);
-        gather.clear();
-        synchronized (blockingWriteState) {
-            inBlockingWrite = true;
-        }
-        try {
-            int first = 0;
-            while (first < parts.length) {
-                socket.write(parts, first, parts.length - first);
-                while (first < parts.length && !parts[first].hasRemaining()) {
-                    first++;
-                }
-            }
-        } catch (IOException e) {
-            throw lost(e);
-        } finally {
-            List<ChunkWrites> deferred;
-            synchronized (blockingWriteState) {
-                inBlockingWrite = false;
-                deferred = new ArrayList<>(releaseAfterWrite);
-                releaseAfterWrite.clear();
-            }
-            deferred.forEach(w -> w.chunk.release());
         }
     }
 
@@ -309,27 +224,7 @@ final class ClientSession {
                     }
                     replies.check();
                 })
-                .then(Mono.defer(this::awaitServerEnd));
-    }
-
-    /**
-     * Blocking mode: half-closes and waits (at most the reply timeout) until the server has closed
-     * its side too. pageflux's server publishes the session directory when the client hangs up,
-     * then closes; waiting for that makes the directory visible when the dump returns, so the next
-     * dump of a migration finds it as its parent. CLOSE's 0 already meant durable: no error here,
-     * and no long wait for a server that keeps the connection open.
-     */
-    private Mono<Void> awaitServerEnd() {
-        if (socket == null) {
-            return Mono.empty();
-        }
-        try {
-            socket.shutdownOutput();
-        } catch (IOException e) {
-            return Mono.empty();
-        }
-        Duration wait = replyTimeout.compareTo(MAX_END_WAIT) < 0 ? replyTimeout : MAX_END_WAIT;
-        return replies.ended().timeout(wait).onErrorResume(e -> Mono.empty());
+                .then();
     }
 
     /** Sends {@code header} and waits for its {@code replyBytes}-byte answer (little-endian view). */
@@ -340,17 +235,7 @@ final class ClientSession {
             lastCommand = command;
             lastAdd = null;
             Mono<ByteBuffer> reply = replies.expect(replyBytes, command);
-            Mono<Void> written;
-            if (socket != null) {
-                written = Mono.fromRunnable(() -> {
-                    ByteBuffer h = ByteBuffer.allocate(PageServerWire.HEADER_BYTES);
-                    PageServerWire.encode(header, h.duplicate());
-                    gather.add(h);
-                    writeGathered();
-                });
-            } else {
-                written = sent(channel.writeAndFlush(headerBuf(header)));
-            }
+            Mono<Void> written = sent(channel.writeAndFlush(headerBuf(header)));
             bytesSent += PageServerWire.HEADER_BYTES;
             return written
                     .then(reply)
@@ -414,19 +299,9 @@ final class ClientSession {
             }));
         }
 
-        /**
-         * Netty writes in order, so when the last write is done (or failed) all are. In blocking mode a
-         * write in progress on the reader's thread may be reading this chunk: then it is released when
-         * that write returns (see {@link #writeGathered}).
-         */
+        /** Netty writes in order, so when the last write is done (or failed) all are. */
         void releaseWhenWritten() {
             held.remove(this);
-            synchronized (blockingWriteState) {
-                if (inBlockingWrite) {
-                    releaseAfterWrite.add(this);
-                    return;
-                }
-            }
             ChannelFuture f = last;
             if (f == null) {
                 chunk.release();

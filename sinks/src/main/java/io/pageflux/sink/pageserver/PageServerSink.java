@@ -110,9 +110,9 @@ public final class PageServerSink implements PageSink {
     public Mono<SinkResult> write(DumpContext context, Flux<PageChunk> chunks) {
         boolean ask = askParent != null ? askParent : context.preDump() || context.parent().isPresent();
         if (ssl == null) {
-            // plain TCP: blocking writes from the reader's thread (see ClientSession for why)
+            // plain TCP: blocking writes from the reader's thread (see BlockingClientSession for why)
             return Mono.usingWhen(connectBlocking(),
-                    socket -> new ClientSession(socket, describeServer(), ask, replyTimeout, context).run(chunks),
+                    socket -> new BlockingClientSession(socket, describeServer(), ask, replyTimeout, context).run(chunks),
                     PageServerSink::closeQuietly,
                     (socket, error) -> closeQuietly(socket),
                     PageServerSink::closeQuietly);

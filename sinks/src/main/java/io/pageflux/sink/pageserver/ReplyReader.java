@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.SocketChannel;
+import java.util.function.Supplier;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -23,7 +24,13 @@ final class ReplyReader {
     private int have;
     private int expected;
     private String expectedFor;
+    /** Blocking mode: describes the command awaiting its answer; asked only for messages. */
+    private Supplier<String> expectedForLazy;
     private MonoSink<ByteBuffer> waiter;
+    /** Blocking mode: a thread waits in {@link #await} for {@link #expected} bytes. */
+    private boolean blockingWait;
+    /** Blocking mode: the server has closed its side (or the connection failed). */
+    private boolean endedBlocking;
     private PageServerException failure;
     private Disposable subscription;
     private volatile boolean stopped;
@@ -72,6 +79,84 @@ final class ReplyReader {
         if (subscription != null) {
             subscription.dispose();
         }
+        synchronized (this) {
+            notifyAll(); // a thread in await() or awaitEnd() gives up
+        }
+    }
+
+    /**
+     * Blocking mode: waits for the next {@code n} bytes the server sends, in answer to the command
+     * {@code command} describes (asked only for an error message).
+     *
+     * @return the reply, little-endian, or null when none came within {@code timeoutNanos}
+     * @throws PageServerException when the server hung up, sent too much, or the reader was stopped
+     */
+    ByteBuffer await(int n, Supplier<String> command, long timeoutNanos) {
+        long deadline = System.nanoTime() + timeoutNanos;
+        synchronized (this) {
+            expected = n;
+            expectedFor = null;
+            expectedForLazy = command;
+            blockingWait = true;
+            try {
+                while (failure == null && have < expected) {
+                    long left = deadline - System.nanoTime();
+                    if (left <= 0) {
+                        return null;
+                    }
+                    if (stopped) {
+                        throw new PageServerException("page server session ended: server=" + server
+                                + " while=waiting for the reply to " + command.get());
+                    }
+                    try {
+                        wait(Math.max(1, left / 1_000_000), 0);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new PageServerException("interrupted while waiting for the page server: server=" + server
+                                + " command=" + command.get(), e);
+                    }
+                }
+                if (failure != null) {
+                    throw failure;
+                }
+                ByteBuffer reply = ByteBuffer.allocate(expected).order(ByteOrder.LITTLE_ENDIAN);
+                reply.put(pending, 0, expected).flip();
+                System.arraycopy(pending, expected, pending, 0, have - expected);
+                have -= expected;
+                return reply;
+            } finally {
+                blockingWait = false;
+            }
+        }
+    }
+
+    /** Blocking mode: waits at most {@code timeoutNanos} until the server has closed the connection. */
+    void awaitEnd(long timeoutNanos) {
+        long deadline = System.nanoTime() + timeoutNanos;
+        synchronized (this) {
+            while (!endedBlocking && !stopped) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return;
+                }
+                try {
+                    wait(Math.max(1, left / 1_000_000), 0);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    /** What the current reply answers, for messages. */
+    private String expectedFor() {
+        return expectedFor != null ? expectedFor : expectedForLazy != null ? expectedForLazy.get() : null;
+    }
+
+    /** Whether a reply is awaited, by a Mono or a blocked thread. */
+    private boolean waiting() {
+        return waiter != null || blockingWait;
     }
 
     /** The next {@code n} bytes the server sends, in answer to {@code command}. */
@@ -84,6 +169,7 @@ final class ReplyReader {
                 } else {
                     expected = n;
                     expectedFor = command;
+                    expectedForLazy = null;
                     waiter = sink;
                     done = takeReply();
                 }
@@ -114,12 +200,15 @@ final class ReplyReader {
         Completion done;
         synchronized (this) {
             // a reply may arrive before expect() is subscribed: keep it; more than any reply is an error
-            if (have + n > pending.length || (waiter != null && have + n > expected)) {
-                done = fail(unexpected(have + n - (waiter != null ? expected : 0)));
+            if (have + n > pending.length || (waiting() && have + n > expected)) {
+                done = fail(unexpected(have + n - (waiting() ? expected : 0)));
             } else {
                 System.arraycopy(bytes, 0, pending, have, n);
                 have += n;
                 done = takeReply();
+                if (blockingWait && have >= expected) {
+                    notifyAll();
+                }
             }
         }
         done.run();
@@ -139,6 +228,14 @@ final class ReplyReader {
         return new Completion(w, reply, null);
     }
 
+    private void markEnded() {
+        ended.tryEmitEmpty();
+        synchronized (this) {
+            endedBlocking = true;
+            notifyAll();
+        }
+    }
+
     /** Completes once the server has closed the connection (EOF) or it failed. */
     Mono<Void> ended() {
         return ended.asMono();
@@ -148,10 +245,10 @@ final class ReplyReader {
         Completion done;
         synchronized (this) {
             done = fail(new PageServerException("page server connection failed: server=" + server + " while="
-                    + (waiter != null ? "waiting for the reply to " + expectedFor : "sending") + " cause=" + t
+                    + (waiting() ? "waiting for the reply to " + expectedFor() : "sending") + " cause=" + t
                     + "; the server keeps nothing from this session: check the server's log and retry", t));
         }
-        ended.tryEmitEmpty();
+        markEnded();
         done.run();
     }
 
@@ -159,17 +256,17 @@ final class ReplyReader {
         Completion done;
         synchronized (this) {
             done = fail(new PageServerException("page server closed the connection: server=" + server + " while="
-                    + (waiter != null ? "waiting for the reply to " + expectedFor : "sending")
+                    + (waiting() ? "waiting for the reply to " + expectedFor() : "sending")
                     + "; it rejected the session (see its log for the reason, e.g. a size cap or an idle timeout)"
                     + " and keeps nothing from it: fix the cause and retry the dump"));
         }
-        ended.tryEmitEmpty();
+        markEnded();
         done.run();
     }
 
     private PageServerException unexpected(int extra) {
         return new PageServerException("page server sent " + extra + " unexpected byte(s): server=" + server
-                + (expectedFor != null ? " last_command=" + expectedFor : "")
+                + (expectedFor() != null ? " last_command=" + expectedFor() : "")
                 + "; it does not speak the CRIU page-server protocol as expected: check host and port");
     }
 
@@ -178,6 +275,7 @@ final class ReplyReader {
         if (failure == null) {
             failure = e;
         }
+        notifyAll(); // a blocked await() fails with it
         if (waiter == null) {
             return Completion.NONE;
         }
