@@ -59,6 +59,8 @@ public final class CriuImageSink implements PageSink {
     public CriuImageSink(Path dir, CriuImageOptions options) {
         this.dir = Objects.requireNonNull(dir, "dir");
         this.options = Objects.requireNonNull(options, "options");
+        // the writer's one-time class initialisation, concurrently with the dump's set-up
+        WriterWarmUp.start();
     }
 
     /**
