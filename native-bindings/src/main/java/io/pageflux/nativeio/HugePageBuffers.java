@@ -16,7 +16,7 @@ import jnr.ffi.Pointer;
  * one segment per physically contiguous run. A 4 MiB buffer of scattered 4 KiB pages becomes
  * several requests of a few hundred KiB; a buffer on two 2 MiB huge pages becomes one. On the
  * development VM (virtio-blk) a C loop writing 1 GiB with {@code O_DIRECT} from a huge-page
- * buffer ran 2.5–2.9 GiB/s, from an ordinary {@code malloc} buffer 1.7–1.9 GiB/s; a cold
+ * buffer ran 2.1–2.9 GiB/s, from an ordinary {@code malloc} buffer 1.7–1.9 GiB/s; a cold
  * {@code pageflux dump --out DIR} went from 0.83–1.08 s to 0.75–0.83 s for 1 GiB (README,
  * Benchmarks). The kernel's copy into the buffer ({@code process_vm_readv}) also takes fewer
  * TLB misses.
