@@ -72,9 +72,12 @@ public final class CriuImageSink implements PageSink {
      * to a directory map those classes from the archive whichever dump made it (a cold
      * {@code dump --out DIR} of 1 GiB: ~120 ms less, README Benchmarks). Touches no file; cheap
      * once done.
+     *
+     * @return true if everything was initialised; false if something failed (logged at debug
+     *         level; the writer then meets it on first use and reports it there)
      */
-    public static void initializeClasses() {
-        WriterWarmUp.run();
+    public static boolean initializeClasses() {
+        return WriterWarmUp.run();
     }
 
     /**

@@ -51,14 +51,19 @@ final class WriterWarmUp {
     /** Starts the warm-up on a daemon thread, once per JVM; returns at once. */
     static void start() {
         if (STARTED.compareAndSet(false, true)) {
-            Thread t = new Thread(WriterWarmUp::run, "pageflux-writer-warmup");
+            Thread t = new Thread(WriterWarmUp::run, "pageflux-writer-warmup"); // the result is only logged
             t.setDaemon(true); // never keeps the JVM alive
             t.start();
         }
     }
 
-    /** The work, in the order the writer meets it (the thread body; tests call it directly). */
-    static void run() {
+    /**
+     * The work, in the order the writer meets it (the thread's body; also run directly by
+     * {@link CriuImageSink#initializeClasses()}).
+     *
+     * @return true if all of it ran; false if something failed (logged at debug level)
+     */
+    static boolean run() {
         try {
             // the inventory, written when the directory is created
             byte[] inventory = ImageFormat.frame(CriuLayout.inventory(1));
@@ -81,9 +86,11 @@ final class WriterWarmUp {
             StandardCopyOption move = StandardCopyOption.ATOMIC_MOVE;
             LOG.debug("image writer warmed up: inventoryBytes={} headBytes={} entryBytes={} files={} {} {}",
                     inventory.length, head.length, entry.length, files.size(), direct, move);
+            return true;
         } catch (RuntimeException | LinkageError e) {
             LOG.debug("image writer warm-up failed (the writer initialises on first use instead): cause=\"{}\"",
                     String.valueOf(e));
+            return false;
         }
     }
 }

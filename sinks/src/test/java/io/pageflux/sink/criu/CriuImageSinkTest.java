@@ -293,6 +293,16 @@ class CriuImageSinkTest {
         assertEquals(0, pool.leasedBuffers());
     }
 
+    /** What the launcher runs before writing its class archive: everything initialises, no file is touched. */
+    @Test
+    void initializesTheWritersClassesWithoutTouchingFiles() throws IOException {
+        long staged = io.pageflux.sink.file.StagingBuffers.allocatedBytesInJvm();
+        assertTrue(CriuImageSink.initializeClasses());
+        assertTrue(CriuImageSink.initializeClasses(), "again: cheap and still true");
+        assertEquals(staged, io.pageflux.sink.file.StagingBuffers.allocatedBytesInJvm());
+        assertEquals(List.of(), listing(tmp));
+    }
+
     private List<String> uncheckedListing(Path dir) {
         try {
             return listing(dir);
