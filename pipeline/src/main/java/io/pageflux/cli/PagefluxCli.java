@@ -1,5 +1,6 @@
 package io.pageflux.cli;
 
+import io.pageflux.sink.criu.CriuImageSink;
 import io.pageflux.source.DataSize;
 import java.io.PrintWriter;
 import picocli.CommandLine;
@@ -50,8 +51,19 @@ public final class PagefluxCli implements Runnable {
         this.env = env;
     }
 
+    /**
+     * Set by the {@code pageflux} launcher in the run that writes its class-data-sharing archive:
+     * that run then also loads the classes of the image writer, which a dump to another sink
+     * never loads, so that the archive serves every later dump.
+     */
+    static final String CDS_ARCHIVE_RUN_PROPERTY = "pageflux.cds.archiveRun";
+
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        int code = commandLine().execute(args);
+        if (Boolean.getBoolean(CDS_ARCHIVE_RUN_PROPERTY)) {
+            CriuImageSink.initializeClasses();
+        }
+        System.exit(code);
     }
 
     /** The command line for this process (progress bar when on a terminal). */

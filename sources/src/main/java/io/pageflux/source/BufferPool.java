@@ -1,5 +1,6 @@
 package io.pageflux.source;
 
+import io.pageflux.nativeio.HugePageBuffers;
 import io.pageflux.nativeio.NativeBuffers;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -85,10 +86,7 @@ public final class BufferPool {
                     return null;
                 }
             } while (!allocated.compareAndSet(n, n + 1));
-            // page-aligned: allocateDirect returns memory 16 bytes off a page boundary, and the
-            // kernel's copy in process_vm_readv runs about 3.5x slower into such a buffer
-            ByteBuffer direct = ByteBuffer.allocateDirect(chunkSize + PageRun.PAGE_SIZE)
-                    .alignedSlice(PageRun.PAGE_SIZE).limit(chunkSize).slice();
+            ByteBuffer direct = allocate(chunkSize);
             buffer = new PooledBuffer(this, direct, NativeBuffers.address(direct));
         }
         buffer.lease();
@@ -97,6 +95,21 @@ public final class BufferPool {
         acquisitions.incrementAndGet();
         publish(PoolSample.Event.ACQUIRED, now);
         return buffer;
+    }
+
+    /**
+     * A buffer of {@code size} bytes: on huge pages where the size allows (multiples of 2 MiB, as
+     * the default 4 MiB chunk), since an {@code O_DIRECT} write of a buffer on two huge pages is
+     * one request to the disk instead of several, and a 1 GiB file dump ran 20% faster for it
+     * ({@link HugePageBuffers}); else page-aligned from {@code allocateDirect}, which returns
+     * memory 16 bytes off a page boundary, and the kernel's copy in {@code process_vm_readv}
+     * runs about 3.5x slower into such a buffer.
+     */
+    private static ByteBuffer allocate(int size) {
+        if (size % HugePageBuffers.HUGE_PAGE_SIZE == 0) {
+            return HugePageBuffers.allocate(size);
+        }
+        return ByteBuffer.allocateDirect(size + PageRun.PAGE_SIZE).alignedSlice(PageRun.PAGE_SIZE).limit(size).slice();
     }
 
     /** Called by {@link PooledBuffer} when its last reference is released. */

@@ -38,6 +38,20 @@ class BufferPoolTest {
     }
 
     @Test
+    void chunksOfWholeHugePagesAreHugePageAlignedOthersPageAligned() {
+        BufferPool huge = BufferPool.create(DataSize.ofMebibytes(8), DataSize.ofMebibytes(4));
+        PooledBuffer h = huge.tryAcquire();
+        assertEquals(0, h.address() % (2 << 20), "4 MiB chunk at 0x" + Long.toHexString(h.address()));
+        assertEquals(0, h.buffer().get(4 << 20 - 1), "zeroed");
+        h.release();
+        BufferPool small = BufferPool.create(DataSize.ofMebibytes(3), DataSize.ofKibibytes(1536));
+        PooledBuffer s = small.tryAcquire();
+        assertEquals(0, s.address() % 4096, "1.5 MiB chunk at 0x" + Long.toHexString(s.address()));
+        assertEquals(1536 << 10, s.buffer().remaining());
+        s.release();
+    }
+
+    @Test
     void leasesAtMostTheBudgetAndReusesBuffers() {
         BufferPool pool = BufferPool.create(DataSize.ofKibibytes(256), CHUNK);
         assertEquals(4, pool.capacity());

@@ -261,6 +261,48 @@ class CriuImageSinkTest {
         assertEquals(0, pool.leasedBuffers());
     }
 
+    /**
+     * With the default 4 chunks in flight the sink asks for 3 more once 3 are written, while the
+     * 4th it asked for has not even arrived: the reader fills buffers while the disk is still busy.
+     * (With a prefetch of 2, Reactor asked again only after both were written.)
+     */
+    @Test
+    void asksForMoreChunksBeforeItsQueueIsEmpty() throws Exception {
+        BufferPool pool = BufferPool.create(DataSize.ofMebibytes(1), DataSize.ofKibibytes(16));
+        TestPublisher<PageChunk> upstream = TestPublisher.create();
+        List<Long> requests = new java.util.concurrent.CopyOnWriteArrayList<>();
+        List<PageChunk> chunks = TestChunks.stream(Vectors.runs(Vectors.dir("full-dump"), 0), pool)
+                .take(4).collectList().block();
+        Disposable subscription = PageSinks.criuImages(tmp.resolve("dump"))
+                .write(context(false, 1, Optional.empty()), upstream.flux().doOnRequest(requests::add))
+                .subscribe(r -> { }, err -> { });
+        TestChunks.await(() -> upstream.wasRequested(), "the sink's first request");
+        assertEquals(List.of((long) CriuImageOptions.DEFAULT_CHUNKS_IN_FLIGHT), requests);
+        assertEquals(4, CriuImageOptions.DEFAULT_CHUNKS_IN_FLIGHT);
+        for (int i = 0; i < 3; i++) {
+            upstream.next(chunks.get(i));
+        }
+        TestChunks.await(() -> chunks.get(2).isReleased(), "chunks 0-2 written and released");
+        TestChunks.await(() -> requests.size() == 2, "the second request");
+        assertEquals(List.of(4L, 3L), requests, "asked for 3 more with one requested chunk still to come");
+
+        subscription.dispose();
+        upstream.assertCancelled();
+        chunks.get(3).release();
+        TestChunks.await(() -> uncheckedListing(tmp).isEmpty(), "temporary directory deleted");
+        assertEquals(0, pool.leasedBuffers());
+    }
+
+    /** What the launcher runs before writing its class archive: everything initialises, no file is touched. */
+    @Test
+    void initializesTheWritersClassesWithoutTouchingFiles() throws IOException {
+        long staged = io.pageflux.sink.file.StagingBuffers.allocatedBytesInJvm();
+        assertTrue(CriuImageSink.initializeClasses());
+        assertTrue(CriuImageSink.initializeClasses(), "again: cheap and still true");
+        assertEquals(staged, io.pageflux.sink.file.StagingBuffers.allocatedBytesInJvm());
+        assertEquals(List.of(), listing(tmp));
+    }
+
     private List<String> uncheckedListing(Path dir) {
         try {
             return listing(dir);
