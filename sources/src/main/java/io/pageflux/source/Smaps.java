@@ -119,28 +119,27 @@ public final class Smaps {
                 current = new Builder(c, header, new String(c, from, to - from), lineNo, source);
                 continue;
             }
-            int colon = matchField(c, from, to);
-            if (colon < 0) {
+            int colon = matchFieldName(c, from, to);
+            int value = colon + 1;
+            // a number has no line separator in it; only other values need the (per character) look
+            int digitsEnd = colon < 0 ? -1 : matchNumber(c, value, to, digits);
+            if (colon < 0 || (digitsEnd < 0 && hasLineSeparator(c, value, to))) {
                 throw malformed(source, lineNo, new String(c, from, to - from), "neither a VMA header (start-end "
                         + "perms offset dev inode path) nor a 'Name: value' field");
             }
             if (current == null) {
                 throw malformed(source, lineNo, new String(c, from, to - from), "a field before the first VMA header");
             }
-            int value = colon + 1;
             if (isVmFlags(c, from, colon)) {
                 current.vmFlags = vmFlags(c, value, to);
-            } else {
-                int digitsEnd = matchNumber(c, value, to, digits);
-                if (digitsEnd >= 0) {
-                    long number = parseDecimal(c, digits[0], digitsEnd);
-                    if (number < 0) {
-                        throw malformed(source, lineNo, new String(c, from, to - from), "value out of range");
-                    }
-                    current.fields.put(new String(c, from, colon - from), number);
+            } else if (digitsEnd >= 0) {
+                long number = parseDecimal(c, digits[0], digitsEnd);
+                if (number < 0) {
+                    throw malformed(source, lineNo, new String(c, from, to - from), "value out of range");
                 }
-                // else: a field this parser does not know the format of; kept out of 'fields' on purpose
+                current.fields.put(new String(c, from, colon - from), number);
             }
+            // else: a field this parser does not know the format of; kept out of 'fields' on purpose
         }
         if (current != null) {
             add(regions, current.build(source), source, current.line, current.header);
@@ -233,19 +232,29 @@ public final class Smaps {
         return true;
     }
 
-    /** The index of the colon when the line is {@code name:value}, else -1. */
-    static int matchField(char[] c, int from, int to) {
-        if (from == to || !(isLetter(c[from]) || c[from] == '_')) {
+    /**
+     * The index of the colon when the line starts with {@code name:}, else -1 (the value still has to be
+     * free of line separators for the line to be a field).
+     */
+    static int matchFieldName(char[] c, int from, int to) {
+        if (from == to) {
+            return -1;
+        }
+        char first = c[from];
+        if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') || first == '_')) {
             return -1;
         }
         int p = from + 1;
-        while (p < to && (isLetter(c[p]) || c[p] == '_' || (c[p] >= '0' && c[p] <= '9'))) {
-            p++;
+        // the checks are written out, not called: a fresh JVM interprets this once per character of every name
+        while (p < to) {
+            char ch = c[p];
+            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_') {
+                p++;
+            } else {
+                break;
+            }
         }
-        if (p == to || c[p] != ':' || hasLineSeparator(c, p + 1, to)) {
-            return -1;
-        }
-        return p;
+        return p < to && c[p] == ':' ? p : -1;
     }
 
     /**
@@ -254,7 +263,7 @@ public final class Smaps {
      */
     static int matchNumber(char[] c, int from, int to, int[] digitsFrom) {
         int p = from;
-        while (p < to && isSpace(c[p])) {
+        while (p < to && (c[p] == ' ' || (c[p] >= '\t' && c[p] <= '\r'))) {
             p++;
         }
         int digits = p;
@@ -268,7 +277,7 @@ public final class Smaps {
         if (to - p >= 3 && c[p] == ' ' && c[p + 1] == 'k' && c[p + 2] == 'B') {
             p += 3;
         }
-        while (p < to && isSpace(c[p])) {
+        while (p < to && (c[p] == ' ' || (c[p] >= '\t' && c[p] <= '\r'))) {
             p++;
         }
         if (p != to) {
@@ -316,10 +325,6 @@ public final class Smaps {
                 && c[from + 4] == 'a' && c[from + 5] == 'g' && c[from + 6] == 's';
     }
 
-    private static boolean isLetter(char ch) {
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-    }
-
     /** {@code \s} of a (non-Unicode) regular expression: space, tab, newline, VT, form feed, carriage return. */
     private static boolean isSpace(int ch) {
         return ch == ' ' || (ch >= '\t' && ch <= '\r');
@@ -338,6 +343,9 @@ public final class Smaps {
 
     /** {@code String.isBlank()} of the line. */
     private static boolean blank(char[] c, int from, int to) {
+        if (from < to && c[from] > ' ' && c[from] < '\u0080') {
+            return false;                           // every real line: no calls for it
+        }
         int p = from;
         while (p < to) {
             int cp = Character.codePointAt(c, p, to);
@@ -497,9 +505,11 @@ public final class Smaps {
             }
             int scan = pos;
             while (true) {
-                for (int i = scan; i < limit; i++) {
-                    char ch = buf[i];
-                    if (ch == '\n' || ch == '\r') {
+                char[] b = buf;
+                int n = limit;
+                for (int i = scan; i < n; i++) {
+                    char ch = b[i];
+                    if (ch <= '\r' && (ch == '\n' || ch == '\r')) {
                         start = pos;
                         end = i;
                         pos = i + 1;
