@@ -1,7 +1,6 @@
 package io.pageflux.nativeio;
 
 import jnr.ffi.LibraryLoader;
-import jnr.ffi.Memory;
 import jnr.ffi.Pointer;
 import jnr.ffi.Runtime;
 
@@ -26,10 +25,5 @@ final class Native {
     /** A pointer to {@code length} bytes of native memory starting at a raw address. */
     static Pointer pointer(long address, long length) {
         return Pointer.wrap(RUNTIME, address, length);
-    }
-
-    /** A zeroed, GC-managed native block. */
-    static Pointer allocate(int bytes) {
-        return Memory.allocateDirect(RUNTIME, bytes, true);
     }
 }

@@ -61,9 +61,12 @@ public final class PagemapScanner implements AutoCloseable {
 
     private final int pid;
     private final String path;
-    private final Pointer arg = Native.allocate(PM_SCAN_ARG_SIZE);
+    private final NativeBlock argBlock = new NativeBlock(PM_SCAN_ARG_SIZE);
+    private final Pointer arg = argBlock.pointer();
+    private final NativeBlock vecBlock;
     private final Pointer vec;
     private final int vecCapacity;
+    private final NativeBlock entriesBlock;
     private final Pointer entries;
     private final int entryCapacity;
     private int fd;
@@ -74,8 +77,10 @@ public final class PagemapScanner implements AutoCloseable {
         this.fd = fd;
         this.vecCapacity = vecCapacity;
         this.entryCapacity = entryCapacity;
-        this.vec = Native.allocate(vecCapacity * PAGE_REGION_SIZE);
-        this.entries = Native.allocate(entryCapacity * 8);
+        this.vecBlock = new NativeBlock(vecCapacity * PAGE_REGION_SIZE);
+        this.vec = vecBlock.pointer();
+        this.entriesBlock = new NativeBlock(entryCapacity * 8);
+        this.entries = entriesBlock.pointer();
     }
 
     /**
@@ -137,6 +142,8 @@ public final class PagemapScanner implements AutoCloseable {
         arg.putLong(ARG_ANYOF, anyofMask);
         arg.putLong(ARG_RETURN, returnMask);
         int n = Native.LIBC.ioctl(fd, PAGEMAP_SCAN, arg);
+        argBlock.keepAlive();
+        vecBlock.keepAlive();
         if (n < 0) {
             throw new NativeCallException("ioctl(PAGEMAP_SCAN)", Native.lastErrno(), String.format(
                     "pid=%d path=%s start=0x%x end=0x%x", pid, path, start, end));
@@ -173,6 +180,7 @@ public final class PagemapScanner implements AutoCloseable {
         int n = Math.min(count, entryCapacity);
         long offset = Long.divideUnsigned(address, PAGE) * 8;
         long got = Native.LIBC.pread(fd, entries, (long) n * 8, offset);
+        entriesBlock.keepAlive();
         if (got < 0) {
             throw new NativeCallException("pread", Native.lastErrno(), String.format(
                     "pid=%d path=%s address=0x%x pages=%d", pid, path, address, n));

@@ -17,7 +17,7 @@ public final class ProcessVm {
 
     private final int pid;
     /** The single local {@code struct iovec}, same layout as {@link RemoteIovecs}. */
-    private final Pointer localIov = Native.allocate(RemoteIovecs.ENTRY_SIZE);
+    private final NativeBlock localIov = new NativeBlock(RemoteIovecs.ENTRY_SIZE);
 
     private ProcessVm(int pid) {
         this.pid = pid;
@@ -45,10 +45,13 @@ public final class ProcessVm {
      */
     public long read(long localAddress, long localLength, RemoteIovecs remote, int first, int count) {
         remote.checkWindow(first, count);
-        localIov.putLong(RemoteIovecs.BASE_OFFSET, localAddress);
-        localIov.putLong(RemoteIovecs.LENGTH_OFFSET, localLength);
+        Pointer local = localIov.pointer();
+        local.putLong(RemoteIovecs.BASE_OFFSET, localAddress);
+        local.putLong(RemoteIovecs.LENGTH_OFFSET, localLength);
         Pointer remoteIov = Native.pointer(remote.address(first), (long) count * RemoteIovecs.ENTRY_SIZE);
-        long n = Native.LIBC.process_vm_readv(pid, localIov, 1, remoteIov, count, 0);
+        long n = Native.LIBC.process_vm_readv(pid, local, 1, remoteIov, count, 0);
+        localIov.keepAlive();
+        remote.keepAlive();
         if (n < 0) {
             int errno = Native.lastErrno();
             throw new NativeCallException("process_vm_readv", errno, String.format(

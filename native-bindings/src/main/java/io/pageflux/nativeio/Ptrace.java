@@ -88,11 +88,14 @@ public final class Ptrace {
      * @throws NativeCallException EIO/EINVAL (kernel before 5.13), ESRCH (not stopped or not our tracee)
      */
     public static RseqArea rseqConfiguration(int tid) {
-        Pointer config = Native.allocate(RSEQ_CONFIGURATION_SIZE);
-        if (Native.LIBC.ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, RSEQ_CONFIGURATION_SIZE, config.address()) == -1) {
+        NativeBlock block = new NativeBlock(RSEQ_CONFIGURATION_SIZE);
+        long result = Native.LIBC.ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, RSEQ_CONFIGURATION_SIZE, block.address());
+        block.keepAlive();
+        if (result == -1) {
             int errno = Native.lastErrno();
             throw new NativeCallException("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", errno, "tid=" + tid);
         }
+        Pointer config = block.pointer();
         long address = config.getLong(0);
         return address == 0 ? null : new RseqArea(tid, address, config.getInt(8));
     }
@@ -114,9 +117,11 @@ public final class Ptrace {
      * @throws NativeCallException ECHILD (not our tracee / child), anything else
      */
     public static WaitStatus waitpid(int tid, int options) {
-        Pointer status = Native.allocate(4);
+        NativeBlock block = new NativeBlock(4);
+        Pointer status = block.pointer();
         while (true) {
             int pid = Native.LIBC.waitpid(tid, status, options);
+            block.keepAlive();
             if (pid >= 0) {
                 return new WaitStatus(pid, pid == 0 ? 0 : status.getInt(0));
             }

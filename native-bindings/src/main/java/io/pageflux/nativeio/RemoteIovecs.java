@@ -16,8 +16,8 @@ import jnr.ffi.Pointer;
  *         +-----------------+-----------------+   0           16          32
  * </pre>
  *
- * Not thread-safe: one reader owns one instance. The native block is freed when this object is
- * garbage collected.
+ * Not thread-safe: one reader owns one instance. The native block (a direct buffer) is freed when this
+ * object is garbage collected.
  */
 public final class RemoteIovecs {
 
@@ -38,7 +38,7 @@ public final class RemoteIovecs {
         }
     }
 
-    private final Pointer block;
+    private final NativeBlock block;
     private final int capacity;
 
     /**
@@ -49,7 +49,7 @@ public final class RemoteIovecs {
             throw new IllegalArgumentException("iovec capacity must be 1.." + MAX_ENTRIES + ": capacity=" + capacity);
         }
         this.capacity = capacity;
-        this.block = Native.allocate(capacity * ENTRY_SIZE);
+        this.block = new NativeBlock(capacity * ENTRY_SIZE);
     }
 
     public int capacity() {
@@ -63,18 +63,19 @@ public final class RemoteIovecs {
             throw new IllegalArgumentException("iovec length must not be negative: index=" + index + " length=" + length);
         }
         long offset = (long) index * ENTRY_SIZE;
-        block.putLong(offset + BASE_OFFSET, base);
-        block.putLong(offset + LENGTH_OFFSET, length);
+        Pointer entries = block.pointer();
+        entries.putLong(offset + BASE_OFFSET, base);
+        entries.putLong(offset + LENGTH_OFFSET, length);
     }
 
     public long base(int index) {
         checkIndex(index);
-        return block.getLong((long) index * ENTRY_SIZE + BASE_OFFSET);
+        return block.pointer().getLong((long) index * ENTRY_SIZE + BASE_OFFSET);
     }
 
     public long length(int index) {
         checkIndex(index);
-        return block.getLong((long) index * ENTRY_SIZE + LENGTH_OFFSET);
+        return block.pointer().getLong((long) index * ENTRY_SIZE + LENGTH_OFFSET);
     }
 
     /** Sum of the lengths of entries {@code first .. first+count-1}. */
@@ -85,6 +86,11 @@ public final class RemoteIovecs {
             total += length(i);
         }
         return total;
+    }
+
+    /** Keeps the block allocated at least until here: called after each system call given its address. */
+    void keepAlive() {
+        block.keepAlive();
     }
 
     /** Native address of entry {@code first}, for the syscall. */

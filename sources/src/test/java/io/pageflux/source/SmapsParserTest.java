@@ -86,9 +86,9 @@ class SmapsParserTest {
         assertEquals(Set.of("ex"), vsyscall.vmFlags());
     }
 
-    @Test
-    void trickyPaths() {
-        String text = """
+    /** Paths with spaces, a deleted file, a named anonymous region, no path, an unknown field, no VmFlags. */
+    static String trickyText() {
+        return """
                 00400000-00401000 r--p 00001000 08:01 1234                               /tmp/my file (1).bin
                 Size:                  4 kB
                 Rss:                   4 kB
@@ -106,7 +106,11 @@ class SmapsParserTest {
                 00406000-00407000 rw-s 00000000 00:05 4711                               [anon_shmem:ring]
                 VmFlags: rd wr sh mr mw me ms
                 """;
-        List<MemoryRegion> regions = Smaps.parse(text);
+    }
+
+    @Test
+    void trickyPaths() {
+        List<MemoryRegion> regions = Smaps.parse(trickyText());
         assertEquals(6, regions.size());
         assertEquals("/tmp/my file (1).bin", regions.get(0).path());
         assertEquals(0x1000, regions.get(0).offset());
@@ -159,6 +163,91 @@ class SmapsParserTest {
         IllegalArgumentException overlap = assertThrows(IllegalArgumentException.class, () -> Smaps.parse(overlapping));
         assertTrue(overlap.getMessage().contains("line=2") && overlap.getMessage().contains("overlaps"),
                 overlap.getMessage());
+    }
+
+    @Test
+    void oddPathsAndValues() {
+        String text = "00400000-00401000 rw-p 00000000 08:01 7      /a  b\t(c) (deleted)  \r\n"
+                + "Rss:\t \t12 kB  \r\n"
+                + "Pss:0\r\n"
+                + "Size:                  4 kB\r\n"
+                + "THPeligible:    1\r\n"
+                + "Locked:    4 MB\r\n"
+                + "ProtectionKey: \r\n"
+                + "VmFlags:  rd\t wr  rd \r\n"
+                + "\r\n"
+                + "   \t \r\n"
+                + "00401000-00402000 r--p 00000000 fd:1a 18446744073709551615 /tmp/caf\u00e9 \ud83d\ude00\n"
+                + "ffffffffff600000-ffffffffff601000 --xp 0000000000000000 00:00 0  [vsyscall]";
+        List<MemoryRegion> regions = Smaps.parse(text);
+        assertEquals(3, regions.size());
+        MemoryRegion first = regions.get(0);
+        // everything after the padding, inner and trailing spaces and tabs included
+        assertEquals("/a  b\t(c) (deleted)  ", first.path());
+        assertEquals(12L, first.fields().get("Rss"));
+        assertEquals(0L, first.fields().get("Pss"));
+        assertEquals(1L, first.fields().get("THPeligible"));
+        assertFalse(first.fields().containsKey("Locked"), "a unit other than kB is not a number this parser knows");
+        assertFalse(first.fields().containsKey("ProtectionKey"), "no value");
+        assertEquals(Set.of("rd", "wr"), first.vmFlags());
+        MemoryRegion second = regions.get(1);
+        assertEquals("fd:1a", second.device());
+        assertEquals(-1L, second.inode(), "the largest unsigned inode");
+        assertEquals("/tmp/caf\u00e9 \ud83d\ude00", second.path());
+        assertEquals(Set.of(), second.vmFlags(), "no VmFlags line");
+        assertEquals("[vsyscall]", regions.get(2).path());
+        assertEquals(0xffffffffff600000L, regions.get(2).start());
+    }
+
+    @Test
+    void malformedHeadersAreNotHeaders() {
+        String[] notHeaders = {
+                "00400000-00401000 rw-p 00000000 08:01",           // no inode
+                "00400000-00401000 rw-p 00000000 08:01 1x /bin/x", // inode not a number
+                "0040000A-00401000 rw-p 00000000 08:01 1 /bin/x",  // upper-case hex
+                "00400000 00401000 rw-p 00000000 08:01 1 /bin/x",  // no dash
+                "00400000-00401000 rw-pp 00000000 08:01 1 /bin/x", // five permission characters
+                "00400000-00401000 rw\tp 00000000 08:01 1 /bin/x", // whitespace in the permissions
+                "00400000-00401000 rw-p 00000000 0801 1 /bin/x",   // device without a colon
+                "00400000-00401000  rw-p 00000000 08:01 1 /bin/x", // two spaces between columns
+                "00400000-00401000 rw-p 00000000 08:01 1 /bin/\u2028x", // a line separator in the path
+        };
+        for (String header : notHeaders) {
+            String text = "00300000-00301000 rw-p 00000000 00:00 0\n" + header + "\n";
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Smaps.parse(text), header);
+            assertEquals("malformed smaps: source=text line=2 content='" + header + "' reason=neither a VMA header "
+                    + "(start-end perms offset dev inode path) nor a 'Name: value' field", e.getMessage());
+        }
+    }
+
+    @Test
+    void numbersOutOfRange() {
+        IllegalArgumentException address = assertThrows(IllegalArgumentException.class,
+                () -> Smaps.parse("1ffffffffffffffff-2ffffffffffffffff rw-p 00000000 08:01 1 /x\n"));
+        assertEquals("malformed smaps: source=text line=1 content='1ffffffffffffffff-2ffffffffffffffff rw-p 00000000 "
+                + "08:01 1 /x' reason=number out of range (String value 1ffffffffffffffff exceeds range of unsigned "
+                + "long.)", address.getMessage());
+        // leading zeros are not significant: 20 hex digits that fit
+        assertEquals(0x400000L, Smaps.parse("00000000000000400000-00000000000000401000 rw-p 0 0:0 0\n").get(0).start());
+
+        IllegalArgumentException inode = assertThrows(IllegalArgumentException.class,
+                () -> Smaps.parse("00400000-00401000 rw-p 00000000 08:01 18446744073709551616 /x\n"));
+        assertTrue(inode.getMessage().contains("line=1") && inode.getMessage().contains("reason=number out of range"),
+                inode.getMessage());
+
+        IllegalArgumentException field = assertThrows(IllegalArgumentException.class,
+                () -> Smaps.parse("00400000-00401000 rw-p 00000000 08:01 1 /x\nRss: 9223372036854775808 kB\n"));
+        assertEquals("malformed smaps: source=text line=2 content='Rss: 9223372036854775808 kB' reason=value out of "
+                + "range", field.getMessage());
+        assertEquals(Long.MAX_VALUE, Smaps.parse("00400000-00401000 rw-p 00000000 08:01 1 /x\nRss: "
+                + "9223372036854775807 kB\n").get(0).fields().get("Rss"));
+    }
+
+    @Test
+    void longContentIsCutInTheMessage() {
+        String garbage = "#".repeat(500);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Smaps.parse(garbage));
+        assertTrue(e.getMessage().contains("content='" + "#".repeat(160) + "...'"), e.getMessage());
     }
 
     private static MemoryRegion byPath(List<MemoryRegion> regions, String path) {
