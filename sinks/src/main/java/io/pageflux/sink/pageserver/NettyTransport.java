@@ -55,7 +55,11 @@ final class NettyTransport implements ServerTransport {
     NettyTransport(String address, int port, SslContext tls, ServerConfig config, LiveSessions live) {
         this.live = live;
         this.config = config;
-        this.workers = Schedulers.newBoundedElastic(Math.max(4, 2 * Runtime.getRuntime().availableProcessors()),
+        // A thread per live session (plus one for its idle check), created on demand and kept 60 s: a
+        // session's writer blocks on file writes and waits (up to the idle timeout) for its answers to be
+        // written, so sessions must not share a thread, or one client that stops reading stalls others.
+        // max_sessions bounds the count, as it bounds the plain transport's threads.
+        this.workers = Schedulers.newBoundedElastic(workerThreads(config.maxSessions()),
                 Integer.MAX_VALUE, "pageflux-page-server", 60, true);
         TcpServer tcp = TcpServer.create().host(address).port(port)
                 // a client may half-close after its last byte and still read the CLOSE answer
@@ -76,6 +80,11 @@ final class NettyTransport implements ServerTransport {
             workers.dispose();
             throw e;
         }
+    }
+
+    /** Writer threads for {@code maxSessions} sessions: one each, one more each for idle checks, and 2 spare. */
+    static int workerThreads(int maxSessions) {
+        return (int) Math.min(Integer.MAX_VALUE, 2L * maxSessions + 2);
     }
 
     @Override

@@ -59,9 +59,9 @@ public final class PageServer implements AutoCloseable {
          */
         THREADS,
         /**
-         * reactor-netty: event loops read, a worker per session writes (up to 3 MiB queued per session).
-         * Few threads for any number of sessions, which suits thousands of concurrent clients; the
-         * hand-over between the threads costs CPU.
+         * reactor-netty: event loops read, a worker thread per live session writes (up to 3 MiB queued
+         * per session; a session waiting for its client to read an answer stalls only itself). Serves TLS;
+         * the hand-over between the threads costs CPU.
          */
         NETTY
     }

@@ -9,15 +9,19 @@ import io.pageflux.source.DataSize;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -325,6 +329,65 @@ class PageServerLimitsTest {
     }
 
     /** Without a cap given, 64 sessions are served at once. */
+    /**
+     * A client that asks PARENT over and over without reading the answers ends up with its session's thread
+     * waiting for an answer to be written. Sessions must not share that thread: six others started after it
+     * still finish (with the old 4-thread Netty worker pool, some landed on the stalled thread and hung until
+     * the idle timeout, past the clients' 30 s read timeout).
+     */
+    @ParameterizedTest
+    @EnumSource(PageServer.Transport.class)
+    void aClientThatNeverReadsItsAnswersDoesNotStallOtherSessions(PageServer.Transport transport) throws Exception {
+        byte[] parents = new byte[64 << 10];
+        byte[] one = header(PageServerHeader.parent(TASK));
+        for (int at = 0; at + one.length <= parents.length; at += one.length) {
+            System.arraycopy(one, 0, parents, at, one.length);
+        }
+        AtomicLong sent = new AtomicLong();
+        try (PageServer server = server(transport).idleTimeout(Duration.ofSeconds(60)).start();
+             EventLog log = new EventLog(server);
+             Socket staller = new Socket()) {
+            // a small receive window: the unread answers fill it (and the server's send buffer) quickly
+            staller.setReceiveBufferSize(4096);
+            staller.connect(new InetSocketAddress("127.0.0.1", server.boundPort()));
+            Thread writer = new Thread(() -> {
+                try {
+                    OutputStream out = staller.getOutputStream();
+                    while (true) {
+                        out.write(parents);
+                        sent.addAndGet(parents.length);
+                    }
+                } catch (IOException closedAtTheEnd) {
+                    // the test closes the socket
+                }
+            }, "parent-staller");
+            writer.setDaemon(true);
+            writer.start();
+            // wait until the staller's writes no longer go through for 2 s: its session stopped reading,
+            // waiting for an answer the client does not take
+            long last = -1;
+            while (sent.get() != last || last < (1 << 20)) {
+                last = sent.get();
+                Thread.sleep(2000);
+            }
+            List<Client> others = new ArrayList<>();
+            try {
+                for (int i = 0; i < 6; i++) {
+                    others.add(new Client(server.boundPort()));
+                }
+                for (Client c : others) {
+                    c.finish();
+                    assertIntact(completedFrom(log, c.local));
+                }
+            } finally {
+                for (Client c : others) {
+                    c.close();
+                }
+            }
+            awaitPlaces(server, 1); // only the staller is left
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(PageServer.Transport.class)
     void theDefaultCapIs64(PageServer.Transport transport) throws Exception {
