@@ -100,7 +100,8 @@ final class PieceCopier implements AutoCloseable {
      */
     boolean copy(PageRun[] batch, int count, long local, long total) {
         if (closed) {
-            throw new IllegalStateException("piece copier closed: pid=" + pid);
+            throw new IllegalStateException("read threads closed: pid=" + pid + " (the reader was closed, or its"
+                    + " helper threads could not start; read with one thread: --read-threads 1)");
         }
         int n = layout(batch, count, local, total);
         if (helpers == null) {
@@ -281,6 +282,12 @@ final class PieceCopier implements AutoCloseable {
                 if (h != null) {
                     LockSupport.unpark(h.thread);
                 }
+            }
+            if (e instanceof OutOfMemoryError) {
+                // "unable to create native thread": say whose and what to do
+                throw new IllegalStateException("cannot start " + (threads - 1) + " read helper thread(s): pid=" + pid
+                        + " cause=\"" + e.getMessage() + "\" (read with one thread: --read-threads 1, or raise the"
+                        + " process's thread limit)", e);
             }
             throw e;
         }

@@ -194,7 +194,8 @@ class PieceCopierTest {
                 assertEquals(0, helpers(prefix), "helpers alive after close");
                 IllegalStateException e = assertThrows(IllegalStateException.class,
                         () -> copier.copy(runs, 1, buffer.address(), (long) CHUNK_PAGES * PAGE));
-                assertEquals("piece copier closed: pid=" + sample.pid(), e.getMessage());
+                assertEquals("read threads closed: pid=" + sample.pid() + " (the reader was closed, or its helper threads"
+                        + " could not start; read with one thread: --read-threads 1)", e.getMessage());
             } finally {
                 buffer.release();
             }

@@ -32,8 +32,10 @@ import reactor.util.Loggers;
  *
  * <p>It touches only memory of its own: no file, no directory, a 4 KiB direct buffer allocated
  * and freed at once. It runs at most once per JVM; in a JVM that has written images before it
- * finds everything initialised and ends at once. A failure here only loses the head start (the
- * writer meets the same error itself and reports it), so it is logged at debug level and ignored.
+ * finds everything initialised and ends at once. A failure here is logged as a warning with its
+ * cause and otherwise ignored: when it is a static initialiser that failed (e.g. protobuf's runtime
+ * version check), the JVM does not run it again, and the writer then meets only
+ * {@code NoClassDefFoundError: Could not initialize class ...}; this warning keeps the real cause.
  *
  * <p>Class initialisation by two threads cannot deadlock here: this thread enters each library
  * through the same classes as the writer does (generated message classes, then their file
@@ -61,7 +63,7 @@ final class WriterWarmUp {
      * The work, in the order the writer meets it (the thread's body; also run directly by
      * {@link CriuImageSink#initializeClasses()}).
      *
-     * @return true if all of it ran; false if something failed (logged at debug level)
+     * @return true if all of it ran; false if something failed (logged as a warning)
      */
     static boolean run() {
         try {
@@ -88,8 +90,9 @@ final class WriterWarmUp {
                     inventory.length, head.length, entry.length, files.size(), direct, move);
             return true;
         } catch (RuntimeException | LinkageError e) {
-            LOG.debug("image writer warm-up failed (the writer initialises on first use instead): cause=\"{}\"",
-                    String.valueOf(e));
+            // the whole throwable: a failed static initialiser is reported only once, here
+            LOG.warn("image writer warm-up failed; if image writing fails with NoClassDefFoundError, this is the"
+                    + " cause: " + e, e);
             return false;
         }
     }

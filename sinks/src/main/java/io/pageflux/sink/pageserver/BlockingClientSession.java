@@ -95,7 +95,8 @@ final class BlockingClientSession {
     Mono<SinkResult> run(Flux<PageChunk> chunks) {
         return Mono.fromRunnable(this::open)
                 .thenMany(chunks)
-                // one chunk ahead while the current one is being written, no more
+                // the next chunk is asked for only when send() returned: on this thread, reading and
+                // writing to the socket alternate (the kernel's socket buffer is what overlaps them)
                 .limitRate(1)
                 .doOnNext(this::send)
                 // chunks still queued when the dump fails or is cancelled (the one in send() releases itself)
