@@ -97,7 +97,7 @@ final class PlainTcpTransport implements ServerTransport {
     PlainTcpTransport(String address, int port, ServerConfig config, LiveSessions live) throws IOException {
         this.live = live;
         this.idleMillis = config.idleTimeout().toMillis();
-        this.spliceEnabled = config.splice();
+        this.spliceEnabled = config.splice() && spliceWorks();
         this.listener = ServerSocketChannel.open();
         try {
             listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
@@ -111,6 +111,21 @@ final class PlainTcpTransport implements ServerTransport {
         this.acceptor = new Thread(this::acceptLoop, "pageflux-page-server-accept");
         acceptor.setDaemon(true);
         acceptor.start();
+    }
+
+    /**
+     * Opens and closes one splice pipe at start: loads the native bindings now (jnr-ffi generates them on first
+     * use, ~0.2 s that the first session would otherwise pay mid-transfer) and finds out whether this host gives
+     * pipes at all. False, logged, when it does not: sessions then copy.
+     */
+    private static boolean spliceWorks() {
+        try {
+            SplicePipe.open(PIPE_BYTES).close();
+            return true;
+        } catch (NativeCallException | LinkageError e) {
+            LOG.warn("page server: splice unavailable, page bytes are copied: cause=\"{}\"", e.toString());
+            return false;
+        }
     }
 
     @Override
