@@ -389,6 +389,8 @@ final class PlainTcpTransport implements ServerTransport {
         private int fileFd = -1;
         /** Whether a splice into a file succeeded: after that, an error is an error and not a refusal. */
         private boolean proven;
+        /** Set when the pipe or the socket's descriptor could not be had: this session copies, without retrying. */
+        private boolean unavailable;
 
         Splicer(Connection c, ServerSession session) {
             this.c = c;
@@ -463,6 +465,10 @@ final class PlainTcpTransport implements ServerTransport {
             if (pipe != null) {
                 return true;
             }
+            if (unavailable) {
+                return false;
+            }
+            unavailable = true; // until both are open
             try {
                 socket = Descriptors.duplicateSocket((InetSocketAddress) c.channel.getLocalAddress(),
                         (InetSocketAddress) c.channel.getRemoteAddress());
@@ -471,6 +477,7 @@ final class PlainTcpTransport implements ServerTransport {
                     return false;
                 }
                 pipe = SplicePipe.open(PIPE_BYTES);
+                unavailable = false;
                 return true;
             } catch (IOException | NativeCallException e) {
                 // EMFILE and the like: this session copies, later ones try again
