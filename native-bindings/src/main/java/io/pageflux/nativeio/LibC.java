@@ -65,4 +65,31 @@ public interface LibC {
     /** {@code madvise(2)}; only asks for transparent huge pages, failure is harmless. */
     @IgnoreError
     int madvise(Pointer address, @size_t long length, int advice);
+
+    /**
+     * {@code splice(2)}; {@code offIn}/{@code offOut} point at one native {@code loff_t} or are null. Pointer
+     * arguments on purpose (see {@link #mmap}): six primitives would take jnr-ffi's garbling fast invoker.
+     */
+    @SaveError
+    @ssize_t long splice(int fdIn, Pointer offIn, int fdOut, Pointer offOut, @size_t long length, int flags);
+
+    /** {@code pipe2(2)}: {@code fds} points at two native ints. */
+    @SaveError
+    int pipe2(Pointer fds, int flags);
+
+    /** {@code fcntl(2)} with an int argument (F_SETPIPE_SZ, F_DUPFD_CLOEXEC). */
+    @SaveError
+    int fcntl(int fd, int cmd, int arg);
+
+    /** {@code read(2)} into native memory. */
+    @SaveError
+    @ssize_t long read(int fd, Pointer buf, @size_t long count);
+
+    /** {@code getsockname(2)}: {@code length} points at one native socklen_t (in: the room, out: the size). */
+    @SaveError
+    int getsockname(int fd, Pointer address, Pointer length);
+
+    /** {@code getpeername(2)}, as {@link #getsockname}. */
+    @SaveError
+    int getpeername(int fd, Pointer address, Pointer length);
 }

@@ -65,6 +65,10 @@ final class PageServerCommand implements Callable<Integer> {
             + "of with O_DIRECT (faster on a tmpfs, or when the images are read back at once).")
     boolean noDirectIo;
 
+    @Option(names = "--no-splice", description = "With --transport threads and pages files written through the page "
+            + "cache: copy page bytes socket -> buffer -> file instead of splicing them socket -> pipe -> file.")
+    boolean noSplice;
+
     @Option(names = "--transport", paramLabel = "threads|netty", converter = TransportConverter.class,
             description = "What serves plain-TCP sessions: threads (default: one per session, fastest on few cores) or "
                     + "netty (event loops: few threads for thousands of sessions). TLS is always served by netty.")
@@ -109,7 +113,7 @@ final class PageServerCommand implements Callable<Integer> {
         if (parentImages != null) {
             builder = builder.parentImages(parentImages);
         }
-        builder = builder.chain(chain).directIo(!noDirectIo);
+        builder = builder.chain(chain).directIo(!noDirectIo).splice(!noSplice);
         if (transport != null) {
             if (transport == PageServer.Transport.THREADS && tlsCert != null) {
                 throw CliException.badInput("--transport threads serves plain TCP only: TLS is served by netty"

@@ -654,6 +654,8 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         private boolean hasAny;
         private long lastByte; // address of the last byte of the last run (unsigned)
 
+        /** Bytes appended by the caller ({@link #appendedElsewhere}) not yet claimed by a run. */
+        private long unclaimed;
         private long writerPages;
         private long writerEntries;
         private boolean finished;
@@ -705,42 +707,50 @@ public final class ImageDirectoryWriter implements AutoCloseable {
         public void add(long vaddr, long nrPages, int flags, ByteBuffer bytes) {
             synchronized (ImageDirectoryWriter.this) {
                 checkOpen("add to " + id);
-                if (finished) {
-                    throw new IllegalStateException("pagemap " + id + " is finished: dir=" + finalDir);
-                }
-                validate(vaddr, nrPages, flags, bytes);
-                if (external != null && PageFlags.has(flags, PageFlags.PE_PRESENT)) {
-                    writerPages += nrPages; // the caller writes their data into the external pages file
-                    pages += nrPages;
-                } else if (bytes != null) {
-                    try {
-                        pagesOutput.write(bytes);
-                    } catch (IOException e) {
-                        throw fail(pagesFile, pagesPosition, e);
-                    }
-                    int n = bytes.remaining();
-                    bytes.position(bytes.limit()); // consumed, as documented
-                    pagesPosition += n;
-                    bytesWritten += n;
-                    writerPages += nrPages;
-                    pages += nrPages;
-                }
-                if (hasPending && options.mergeRuns && flags == pendingFlags
-                        && vaddr == pendingVaddr + pendingPages * PAGE) {
-                    pendingPages += nrPages;
-                } else {
-                    emitPending();
-                    hasPending = true;
-                    pendingVaddr = vaddr;
-                    pendingPages = nrPages;
-                    pendingFlags = flags;
-                }
-                hasAny = true;
-                lastByte = vaddr + nrPages * PAGE - 1;
+                addRun(vaddr, nrPages, flags, bytes, false);
             }
         }
 
-        private void validate(long vaddr, long nrPages, int flags, ByteBuffer bytes) {
+        /** {@code appended}: a present run whose bytes are in the pages file already ({@link #addAppended}). */
+        private void addRun(long vaddr, long nrPages, int flags, ByteBuffer bytes, boolean appended) {
+            if (finished) {
+                throw new IllegalStateException("pagemap " + id + " is finished: dir=" + finalDir);
+            }
+            validate(vaddr, nrPages, flags, bytes, appended);
+            if (appended) {
+                writerPages += nrPages;
+                pages += nrPages;
+            } else if (external != null && PageFlags.has(flags, PageFlags.PE_PRESENT)) {
+                writerPages += nrPages; // the caller writes their data into the external pages file
+                pages += nrPages;
+            } else if (bytes != null) {
+                try {
+                    pagesOutput.write(bytes);
+                } catch (IOException e) {
+                    throw fail(pagesFile, pagesPosition, e);
+                }
+                int n = bytes.remaining();
+                bytes.position(bytes.limit()); // consumed, as documented
+                pagesPosition += n;
+                bytesWritten += n;
+                writerPages += nrPages;
+                pages += nrPages;
+            }
+            if (hasPending && options.mergeRuns && flags == pendingFlags
+                    && vaddr == pendingVaddr + pendingPages * PAGE) {
+                pendingPages += nrPages;
+            } else {
+                emitPending();
+                hasPending = true;
+                pendingVaddr = vaddr;
+                pendingPages = nrPages;
+                pendingFlags = flags;
+            }
+            hasAny = true;
+            lastByte = vaddr + nrPages * PAGE - 1;
+        }
+
+        private void validate(long vaddr, long nrPages, int flags, ByteBuffer bytes, boolean appended) {
             if (nrPages <= 0) {
                 throw new IllegalArgumentException("a run has at least one page: " + describeRun(vaddr, nrPages, flags));
             }
@@ -759,7 +769,9 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             if (present && PageFlags.has(flags, PageFlags.PE_PARENT)) {
                 throw new IllegalArgumentException("PE_PRESENT and PE_PARENT exclude each other: " + describeRun(vaddr, nrPages, flags));
             }
-            if (external != null) {
+            if (appended) {
+                // the bytes are in the pages file already (addAppended checked their count)
+            } else if (external != null) {
                 if (bytes != null) {
                     throw new IllegalArgumentException("page data goes to " + external.file().getFileName()
                             + ", written by the caller (Options.withPagesFiles): add runs without bytes: " + describeRun(vaddr, nrPages, flags));
@@ -842,6 +854,11 @@ public final class ImageDirectoryWriter implements AutoCloseable {
             if (finished) {
                 return;
             }
+            if (unclaimed != 0) {
+                // bytes in the pages file that no pagemap entry describes: the images would not restore
+                throw fail(pagesFile, pagesPosition, new IOException("pages file holds unclaimed_bytes=" + unclaimed
+                        + " appended without a run (a page server session that ended inside a spliced run)"));
+            }
             emitPending();
             flushPagemap();
             try {
@@ -882,6 +899,66 @@ public final class ImageDirectoryWriter implements AutoCloseable {
                 } catch (IOException ignored) {
                     // deleted next
                 }
+            }
+        }
+
+        /**
+         * Where the next present page's bytes go in this pagemap's pages file, for a caller that writes
+         * them itself through its own descriptor ({@code splice(2)}): the file and the offset, after
+         * everything staged was written. Then report the bytes with {@link #appendedElsewhere} and the
+         * runs they belong to with {@link #addAppended}. Only for pages files written through the page
+         * cache ({@link #directIo()} false, not {@link Options#withPagesFiles}).
+         *
+         * @throws IllegalStateException    if the pages file is written with O_DIRECT or elsewhere
+         * @throws ImageWriteException      if writing the staged bytes fails
+         */
+        public long appendOffset() {
+            synchronized (ImageDirectoryWriter.this) {
+                checkOpen("append to " + id);
+                if (external != null || finished) {
+                    throw new IllegalStateException("pages of " + id + " take no appends: "
+                            + (finished ? "the pagemap is finished" : "written elsewhere (Options.withPagesFiles)"));
+                }
+                try {
+                    return pagesOutput.appendOffset();
+                } catch (IOException e) {
+                    throw fail(pagesFile, pagesPosition, e);
+                }
+            }
+        }
+
+        /** The pages file (in the temporary directory) that {@link #appendOffset()} refers to. */
+        public Path pagesFile() {
+            return pagesFile;
+        }
+
+        /** Counts {@code bytes} the caller wrote at {@link #appendOffset()}; they belong to runs added next with {@link #addAppended}. */
+        public void appendedElsewhere(long bytes) {
+            synchronized (ImageDirectoryWriter.this) {
+                checkOpen("append to " + id);
+                pagesOutput.appendedElsewhere(bytes);
+                pagesPosition += bytes;
+                bytesWritten += bytes;
+                unclaimed += bytes;
+            }
+        }
+
+        /**
+         * Adds a present run whose bytes are already in the pages file ({@link #appendedElsewhere});
+         * otherwise as {@link #add}.
+         *
+         * @throws IllegalArgumentException as {@link #add}, or when fewer than {@code nrPages} pages
+         *                                  were appended and not yet claimed by a run
+         */
+        public void addAppended(long vaddr, long nrPages, int flags) {
+            synchronized (ImageDirectoryWriter.this) {
+                checkOpen("add to " + id);
+                if (!PageFlags.has(flags, PageFlags.PE_PRESENT) || nrPages <= 0 || nrPages > unclaimed / PAGE) {
+                    throw new IllegalArgumentException("a run added after its bytes must be PE_PRESENT and within "
+                            + "the bytes appended: unclaimed_bytes=" + unclaimed + " " + describeRun(vaddr, nrPages, flags));
+                }
+                addRun(vaddr, nrPages, flags, null, true);
+                unclaimed -= nrPages * PAGE;
             }
         }
 

@@ -326,6 +326,37 @@ public final class DirectFileOutput implements AutoCloseable {
         finished = true;
     }
 
+    /**
+     * For a caller that appends bytes through a descriptor of its own (e.g. {@code splice(2)} from a
+     * socket): writes everything staged and returns the file offset where the next byte goes. Report
+     * what was written there with {@link #appendedElsewhere}. Page-cache files only: O_DIRECT needs
+     * block-aligned writes from aligned memory, which such a caller does not promise.
+     *
+     * @throws IllegalStateException if the file is written with O_DIRECT or finished
+     */
+    public long appendOffset() throws IOException {
+        if (direct || finished) {
+            throw new IllegalStateException("file=" + file + " takes no appends from another descriptor: "
+                    + (finished ? "it is finished" : "it is written with O_DIRECT"));
+        }
+        if (staged() > 0) {
+            if (staging == null) {
+                staging(); // the remainder back into a buffer, to be written with it
+            }
+            flushWhole(); // through the page cache: everything staged is written
+        }
+        return flushed;
+    }
+
+    /** Counts {@code bytes} written at {@link #appendOffset()} by the caller as appended. */
+    public void appendedElsewhere(long bytes) {
+        if (bytes < 0 || staged() > 0) {
+            throw new IllegalStateException("bytes=" + bytes + " staged=" + staged() + " file=" + file
+                    + ": call appendOffset() before writing elsewhere");
+        }
+        flushed += bytes;
+    }
+
     /** Bytes appended so far (staged or on disk). */
     public long bytesWritten() {
         return flushed + staged();

@@ -131,6 +131,11 @@ public final class PageServer implements AutoCloseable {
     }
 
     /** The transport's thread count for tests: session threads alive on {@link Transport#THREADS}, else -1. */
+    /** Page bytes the plain-TCP transport spliced into pages files (tests); -1 with Netty. */
+    long splicedBytes() {
+        return transport instanceof PlainTcpTransport t ? t.splicedBytes() : -1;
+    }
+
     int sessionThreads() {
         return transport instanceof PlainTcpTransport t ? t.sessionThreads() : -1;
     }
@@ -196,6 +201,7 @@ public final class PageServer implements AutoCloseable {
         private String template = ServerConfig.DEFAULT_TEMPLATE;
         private boolean chain;
         private boolean directIo = true;
+        private boolean splice = true;
         private Transport transport;
 
         private Builder() {
@@ -252,6 +258,18 @@ public final class PageServer implements AutoCloseable {
          */
         public Builder directIo(boolean directIo) {
             this.directIo = directIo;
+            return this;
+        }
+
+        /**
+         * Whether plain-TCP sessions ({@link Transport#THREADS}) move the page bytes of large runs from the
+         * socket into the pages file with {@code splice(2)} (default {@code true}): one copy per byte instead of
+         * two. Used only where the pages file is written through the page cache ({@link #directIo} false, or
+         * O_DIRECT refused by the file system); the files are the same either way. When the kernel refuses
+         * splice, the server logs it once and copies.
+         */
+        public Builder splice(boolean splice) {
+            this.splice = splice;
             return this;
         }
 
@@ -363,7 +381,8 @@ public final class PageServer implements AutoCloseable {
             }
             Optional<Path> link = parent.map(p -> Path.of("..").resolve(dir.relativize(p)));
             ServerConfig config = new ServerConfig(dir, parent, link, maxPagesPerHeader, maxBytesPerSession,
-                    idleTimeout, template, PageRun.PAGE_SIZE, chain, directIo, maxSessions);
+                    idleTimeout, template, PageRun.PAGE_SIZE, chain, directIo, maxSessions,
+                    splice);
             return new PageServer(this, config, SessionDirectories.open(config));
         }
     }

@@ -4,6 +4,10 @@ import io.netty.buffer.ByteBuf;
 import io.netty.buffer.UnpooledByteBufAllocator;
 import io.netty.util.NetUtil;
 import io.pageflux.sink.file.StagingBuffers;
+import io.pageflux.nativeio.Descriptors;
+import io.pageflux.nativeio.Errno;
+import io.pageflux.nativeio.NativeCallException;
+import io.pageflux.nativeio.SplicePipe;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
@@ -13,6 +17,7 @@ import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -55,6 +60,13 @@ final class PlainTcpTransport implements ServerTransport {
     private static final Logger LOG = Loggers.getLogger(PageServer.class);
     /** The socket read size: as socat's {@code -b 1M}; larger reads did not copy faster on loopback. */
     static final int READ_BYTES = 1 << 20;
+    /**
+     * The smallest run whose page bytes are spliced (socket → pipe → pages file) rather than read and written:
+     * below it the two extra system calls per run cost more than the copy they save.
+     */
+    static final long SPLICE_MIN_BYTES = 64 << 10;
+    /** The splice pipe's size: as the read buffer (and /proc/sys/fs/pipe-max-size's default). */
+    static final int PIPE_BYTES = 1 << 20;
     /** Pause after a failed accept (EMFILE, ENFILE, ENOBUFS): the connection stays queued; retrying at once would spin. */
     private static final long ACCEPT_RETRY_MILLIS = 100;
     /** Failed accepts are logged once per this many milliseconds while they go on. */
@@ -62,6 +74,12 @@ final class PlainTcpTransport implements ServerTransport {
 
     private final LiveSessions live;
     private final long idleMillis;
+    /** Whether sessions may splice page bytes (config and {@link #spliceRefused}). */
+    private final boolean spliceEnabled;
+    /** Set once splice was refused by the kernel here (logged once): every later session copies. */
+    private volatile boolean spliceRefused;
+    /** Page bytes spliced into pages files so far (tests, to know the splice path ran). */
+    private final java.util.concurrent.atomic.AtomicLong splicedBytes = new java.util.concurrent.atomic.AtomicLong();
     private final ServerSocketChannel listener;
     private final int port;
     private final Thread acceptor;
@@ -79,6 +97,7 @@ final class PlainTcpTransport implements ServerTransport {
     PlainTcpTransport(String address, int port, ServerConfig config, LiveSessions live) throws IOException {
         this.live = live;
         this.idleMillis = config.idleTimeout().toMillis();
+        this.spliceEnabled = config.splice() && spliceWorks();
         this.listener = ServerSocketChannel.open();
         try {
             listener.setOption(StandardSocketOptions.SO_REUSEADDR, true);
@@ -92,6 +111,21 @@ final class PlainTcpTransport implements ServerTransport {
         this.acceptor = new Thread(this::acceptLoop, "pageflux-page-server-accept");
         acceptor.setDaemon(true);
         acceptor.start();
+    }
+
+    /**
+     * Opens and closes one splice pipe at start: loads the native bindings now (jnr-ffi generates them on first
+     * use, ~0.2 s that the first session would otherwise pay mid-transfer) and finds out whether this host gives
+     * pipes at all. False, logged, when it does not: sessions then copy.
+     */
+    private static boolean spliceWorks() {
+        try {
+            SplicePipe.open(PIPE_BYTES).close();
+            return true;
+        } catch (NativeCallException | LinkageError e) {
+            LOG.warn("page server: splice unavailable, page bytes are copied: cause=\"{}\"", e.toString());
+            return false;
+        }
     }
 
     @Override
@@ -133,6 +167,11 @@ final class PlainTcpTransport implements ServerTransport {
                 return;
             }
         }
+    }
+
+    /** Page bytes spliced into pages files so far (tests). */
+    long splicedBytes() {
+        return splicedBytes.get();
     }
 
     /** Session threads alive (tests). */
@@ -251,12 +290,30 @@ final class PlainTcpTransport implements ServerTransport {
     /** The session's thread: reads until the client hangs up, the session ends, or the server stops. */
     private void serve(Connection c, ServerSession session, LiveSessions.Place place) {
         ByteBuf memory = null;
+        Splicer splicer = null;
         String reason = "connection ended";
         try {
             memory = UnpooledByteBufAllocator.DEFAULT.directBuffer(READ_BYTES, READ_BYTES);
             ByteBuffer buf = memory.nioBuffer(0, READ_BYTES);
+            splicer = spliceEnabled && !spliceRefused ? new Splicer(c, session) : null;
+            boolean spliced = false;
             while (!session.isDone()) {
                 buf.clear();
+                if (splicer != null && !spliceRefused) {
+                    long run = session.spliceable(SPLICE_MIN_BYTES);
+                    if (run > 0 && splicer.splice(run, buf)) {
+                        spliced = true;
+                        continue;
+                    }
+                    int fill = session.pageRemainder(SPLICE_MIN_BYTES);
+                    if (fill > 0) {
+                        buf.limit(fill); // completes the half-copied page: the rest of the run is spliced
+                    } else if (spliced && session.atBoundary()) {
+                        // after a spliced run most likely another one: its header alone, not its pages into buf
+                        buf.limit(PageServerWire.HEADER_BYTES);
+                    }
+                    spliced = false;
+                }
                 int n = c.read(buf);
                 if (n < 0) {
                     if (live.stopping()) {
@@ -282,6 +339,9 @@ final class PlainTcpTransport implements ServerTransport {
                     + READ_BYTES + "-byte read buffer and up to " + StagingBuffers.DEFAULT_BUFFERS
                     + " O_DIRECT staging buffers of 1 MiB; raise -XX:MaxDirectMemorySize or limit concurrent clients)";
         } finally {
+            if (splicer != null) {
+                splicer.close();
+            }
             if (memory != null) {
                 memory.release(); // frees the direct memory now (Netty's cleaner call), not at some later GC
             }
@@ -300,6 +360,154 @@ final class PlainTcpTransport implements ServerTransport {
             c.close();
         } catch (IOException ignored) {
             // nothing more to do
+        }
+    }
+
+    /** Logs the first refusal of splice and turns it off for later sessions (they copy, as before). */
+    private void refuseSplice(String remote, Exception e) {
+        if (!spliceRefused) {
+            spliceRefused = true;
+            LOG.warn("page server: splice refused, page bytes are copied from now on: port={} remote={} cause=\"{}\"",
+                    port, remote, e.getMessage());
+        }
+    }
+
+    /**
+     * Moves the page bytes of large present runs from the socket into the pages file with {@code splice(2)}:
+     * one copy per byte instead of two (socket → user buffer → page cache). Holds, opened on first use and
+     * closed with the session: a pipe, a duplicate of the socket's descriptor (the JDK does not expose the
+     * channel's; a duplicate of our own also cannot be closed and reused under us by {@link Connection#cut})
+     * and a descriptor of the current pages file. The socket is non-blocking: when it has nothing, the
+     * session's selector waits for it, within the idle timeout, exactly as {@link Connection#read}.
+     */
+    private final class Splicer {
+        private final Connection c;
+        private final ServerSession session;
+        private SplicePipe pipe;
+        private int socket = -1;
+        private Path file;
+        private int fileFd = -1;
+        /** Whether a splice into a file succeeded: after that, an error is an error and not a refusal. */
+        private boolean proven;
+        /** Set when the pipe or the socket's descriptor could not be had: this session copies, without retrying. */
+        private boolean unavailable;
+
+        Splicer(Connection c, ServerSession session) {
+            this.c = c;
+            this.session = session;
+        }
+
+        /**
+         * Splices up to {@code run} bytes of the current run (all of them unless the client stalls, hangs up or
+         * the session fails).
+         *
+         * @param buf the session's read buffer, for the bytes taken from the socket when the file refuses splice
+         * @return false when splice was refused before any byte moved: read them the usual way
+         */
+        boolean splice(long run, ByteBuffer buf) throws IOException {
+            if (!open()) {
+                return false;
+            }
+            long left = run;
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(idleMillis);
+            while (left > 0 && !session.isDone()) {
+                if (!c.channel.isOpen()) {
+                    throw new ClosedChannelException(); // stop() cut the connection; our duplicate keeps it alive
+                }
+                long n;
+                try {
+                    n = pipe.fromSocket(socket, left);
+                } catch (NativeCallException e) {
+                    if (!proven && e.errno() == Errno.EINVAL) {
+                        refuseSplice(c.remote, e);
+                        return false;
+                    }
+                    throw new IOException(e.getMessage(), e);
+                }
+                if (n < 0) { // nothing to read now
+                    if (!c.await(deadline)) {
+                        session.onIdle(idleMillis); // a stalled client: the session fails naming idle_timeout_ms
+                    }
+                    continue;
+                }
+                if (n == 0) {
+                    if (live.stopping()) {
+                        session.fail(LiveSessions.SERVER_STOPPED);
+                    }
+                    session.onEof(); // fails saying how many payload bytes were missing
+                    return true;
+                }
+                long offset = session.spliceOffset();
+                try {
+                    pipe.toFile(fileOf(session.spliceFile()), offset);
+                } catch (NativeCallException e) {
+                    if (!proven && pipe.held() == n && e.errno() == Errno.EINVAL) {
+                        // this file system takes no splice: the bytes go the usual way, and so does everything after
+                        refuseSplice(c.remote, e);
+                        pipe.drain(buf);
+                        buf.flip();
+                        session.onData(buf);
+                        return true;
+                    }
+                    throw new IOException(e.getMessage() + " (pages file " + file + ")", e);
+                }
+                proven = true;
+                splicedBytes.addAndGet(n);
+                session.onSpliced(n);
+                left -= n;
+                deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(idleMillis);
+            }
+            return true;
+        }
+
+        /** The pipe and the socket's duplicate, on first use; false (refused, logged) when they cannot be had. */
+        private boolean open() {
+            if (pipe != null) {
+                return true;
+            }
+            if (unavailable) {
+                return false;
+            }
+            unavailable = true; // until both are open
+            try {
+                socket = Descriptors.duplicateSocket((InetSocketAddress) c.channel.getLocalAddress(),
+                        (InetSocketAddress) c.channel.getRemoteAddress());
+                if (socket < 0) {
+                    refuseSplice(c.remote, new IOException("the connection's descriptor is not in /proc/self/fd"));
+                    return false;
+                }
+                pipe = SplicePipe.open(PIPE_BYTES);
+                unavailable = false;
+                return true;
+            } catch (IOException | NativeCallException e) {
+                // EMFILE and the like: this session copies, later ones try again
+                LOG.debug("page server: no splice for this session: remote={} cause={}", c.remote, e.toString());
+                close();
+                return false;
+            }
+        }
+
+        /** A descriptor of {@code pages}, reopened when the session moved on to another pagemap. */
+        private int fileOf(Path pages) {
+            if (!pages.equals(file)) {
+                Descriptors.close(fileFd);
+                fileFd = -1;
+                file = pages;
+                fileFd = Descriptors.openForWriting(pages);
+            }
+            return fileFd;
+        }
+
+        void close() {
+            if (pipe != null) {
+                pipe.close();
+                pipe = null;
+            }
+            Descriptors.close(socket);
+            socket = -1;
+            Descriptors.close(fileFd);
+            fileFd = -1;
+            file = null;
         }
     }
 

@@ -16,10 +16,12 @@ import java.util.regex.Pattern;
  *                      (relative: from {@code directory/<session>} to the parent images)
  * @param chain         link each session that asks PARENT to the newest completed session of its pid
  * @param maxSessions   connections served at once; one more is closed at once, unread
+ * @param splice        plain TCP: page bytes of large runs go socket → pages file with splice(2) when the
+ *                      pages file is written through the page cache
  */
 record ServerConfig(Path directory, Optional<Path> parentImages, Optional<Path> parentLink, long maxPagesPerHeader,
                     long maxBytesPerSession, Duration idleTimeout, String template, int pageSize, boolean chain,
-                    boolean directIo, int maxSessions) {
+                    boolean directIo, int maxSessions, boolean splice) {
 
     static final String DEFAULT_TEMPLATE = "{pid}-{time}-{seq}";
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC);

@@ -83,6 +83,8 @@ final class ServerSession implements WireDecoder.Listener {
     private int runFlags;
     /** Holds a page split across reads; whole pages go to the writer straight from the socket's buffers. */
     private ByteBuffer carry;
+    /** Bytes of the current run spliced into the pages file that do not make a whole page yet. */
+    private long splicedPartial;
 
     ServerSession(long id, String remote, Instant started, ServerConfig config, SessionDirectories sessions,
                   Output output, Consumer<SessionEvent> events) {
@@ -127,6 +129,80 @@ final class ServerSession implements WireDecoder.Listener {
             throw failure("data after CLOSE: bytes=" + (decoder.bytesConsumed() - bytesAtClose)
                     + " (a client sends nothing after CLOSE)");
         }
+    }
+
+    /*
+     * Splicing (PlainTcpTransport): the page bytes of a present run can go from the socket to the pages file
+     * without passing through this class. The transport asks spliceable(), moves bytes to spliceFile() at
+     * spliceOffset(), then reports them with onSpliced(); headers still come through onData().
+     */
+
+    /**
+     * How many of the current run's page bytes the transport may splice straight into the pages file: all
+     * that remain of a present run when at least {@code min} remain (or a spliced page is unfinished), no
+     * page is half-copied, and the pages file is written through the page cache; else 0.
+     */
+    synchronized long spliceable(long min) {
+        long left = decoder.payloadRemaining();
+        if (state != State.ACTIVE || left == 0 || current == null || !PageFlags.has(runFlags, PageFlags.PE_PRESENT)
+                || (carry != null && carry.position() > 0) || current.directIo()) {
+            return 0;
+        }
+        return left >= min || splicedPartial > 0 ? left : 0;
+    }
+
+    /**
+     * The bytes that complete a page half-received through {@link #onData}, when a run with at least {@code min}
+     * more bytes follows (splicing starts at a page boundary); else 0.
+     */
+    synchronized int pageRemainder(long min) {
+        if (state != State.ACTIVE || carry == null || carry.position() == 0) {
+            return 0;
+        }
+        int fill = carry.remaining();
+        return decoder.payloadRemaining() - fill >= min ? fill : 0;
+    }
+
+    /** True between messages (no partial header, no payload expected). */
+    synchronized boolean atBoundary() {
+        return decoder.atBoundary();
+    }
+
+    /** The pages file that spliced bytes go to. */
+    synchronized Path spliceFile() {
+        return current.pagesFile();
+    }
+
+    /** Where the next spliced byte goes in {@link #spliceFile()} (everything staged is written first). */
+    synchronized long spliceOffset() {
+        try {
+            return current.appendOffset();
+        } catch (RuntimeException e) {
+            throw failure("cannot write pages: pagemap=" + current.id() + " cause=\"" + e.getMessage() + "\"");
+        }
+    }
+
+    /** {@code n} bytes of the current run were spliced to {@link #spliceOffset()}: counts them and adds whole pages. */
+    synchronized void onSpliced(long n) {
+        bytesReceived += n;
+        if (bytesReceived > config.maxBytesPerSession()) {
+            throw failure("session exceeds max_bytes_per_session=" + config.maxBytesPerSession() + " received="
+                    + bytesReceived + " (raise --max-session-bytes if such dumps are expected)");
+        }
+        decoder.payloadElsewhere(n);
+        splicedPartial += n;
+        long pages = splicedPartial / pageSize;
+        try {
+            current.appendedElsewhere(n);
+            if (pages > 0) {
+                current.addAppended(runVaddr, pages, runFlags);
+            }
+        } catch (RuntimeException e) {
+            throw failure("cannot store pages: pagemap=" + current.id() + " vaddr=0x" + Long.toHexString(runVaddr)
+                    + " cause=\"" + e.getMessage() + "\"");
+        }
+        splicedPartial -= pages * pageSize;
+        runVaddr += pages * pageSize;
     }
 
     @Override

@@ -61,6 +61,18 @@ final class WireDecoder {
         }
     }
 
+    /**
+     * Counts {@code n} bytes of the current payload as consumed without seeing them: the receiver moved
+     * them from the socket to their file itself (splice).
+     */
+    void payloadElsewhere(long n) {
+        if (n <= 0 || n > payloadRemaining) {
+            throw new IllegalStateException("bytes=" + n + " but payload_remaining=" + payloadRemaining);
+        }
+        payloadRemaining -= n;
+        bytes += n;
+    }
+
     /** True between messages: no partial header and no page data still expected. */
     boolean atBoundary() {
         return header.position() == 0 && payloadRemaining == 0;

@@ -45,7 +45,7 @@ class ServerSessionTest {
 
     private ServerSession session(long maxBytes, Duration idle, ServerSession.Output output) {
         ServerConfig config = new ServerConfig(tmp, Optional.empty(), Optional.empty(), 1L << 18, maxBytes, idle,
-                ServerConfig.DEFAULT_TEMPLATE, 4096, false, false, 64);
+                ServerConfig.DEFAULT_TEMPLATE, 4096, false, false, 64, true);
         directories = SessionDirectories.open(config);
         return new ServerSession(1, "/192.0.2.1:4000", Instant.EPOCH, config, directories, output, events::add);
     }
