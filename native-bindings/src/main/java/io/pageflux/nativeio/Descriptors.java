@@ -34,8 +34,10 @@ public final class Descriptors {
      * @return the duplicate, or -1 when no descriptor matches (or /proc is not mounted)
      */
     public static int duplicateSocket(InetSocketAddress local, InetSocketAddress remote) {
-        Pointer addr = Native.allocate(128);
-        Pointer len = Native.allocate(4);
+        NativeBlock addrBlock = new NativeBlock(128);
+        NativeBlock lenBlock = new NativeBlock(4);
+        Pointer addr = addrBlock.pointer();
+        Pointer len = lenBlock.pointer();
         try (DirectoryStream<Path> fds = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
             for (Path p : fds) {
                 int fd;
@@ -62,6 +64,10 @@ public final class Descriptors {
             }
         } catch (IOException e) {
             return -1;
+        } finally {
+            // the kernel wrote the addresses into these blocks: they stay allocated until the search ends
+            addrBlock.keepAlive();
+            lenBlock.keepAlive();
         }
         return -1;
     }

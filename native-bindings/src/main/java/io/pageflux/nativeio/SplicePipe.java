@@ -26,7 +26,7 @@ public final class SplicePipe implements AutoCloseable {
     private final int writeEnd;
     private final int capacity;
     /** Native loff_t for the file offset of {@link #toFile}. */
-    private final Pointer offset = Native.allocate(8);
+    private final NativeBlock offset = new NativeBlock(8);
     /** Bytes taken from the socket and not yet written out. */
     private long held;
     private boolean closed;
@@ -45,12 +45,14 @@ public final class SplicePipe implements AutoCloseable {
      * @throws NativeCallException if the pipe cannot be created (e.g. EMFILE)
      */
     public static SplicePipe open(int bytes) {
-        Pointer fds = Native.allocate(8);
+        NativeBlock block = new NativeBlock(8);
+        Pointer fds = block.pointer();
         if (Native.LIBC.pipe2(fds, O_CLOEXEC) != 0) {
             throw new NativeCallException("pipe2", Native.lastErrno(), "flags=O_CLOEXEC");
         }
         int r = fds.getInt(0);
         int w = fds.getInt(4);
+        block.keepAlive();
         Native.LIBC.fcntl(w, F_SETPIPE_SZ, bytes); // refused: the default size is used
         int size = Native.LIBC.fcntl(w, F_GETPIPE_SZ, 0);
         if (size <= 0) {
@@ -103,10 +105,11 @@ public final class SplicePipe implements AutoCloseable {
     public void toFile(int fd, long position) {
         long pos = position;
         while (held > 0) {
-            offset.putLong(0, pos);
-            long n = Native.LIBC.splice(readEnd, null, fd, offset, held, SPLICE_F_MOVE);
+            offset.pointer().putLong(0, pos);
+            long n = Native.LIBC.splice(readEnd, null, fd, offset.pointer(), held, SPLICE_F_MOVE);
+            int errno = n < 0 ? Native.lastErrno() : Errno.EIO.value(); // right after the call, same thread
+            offset.keepAlive();
             if (n <= 0) {
-                int errno = n < 0 ? Native.lastErrno() : Errno.EIO.value();
                 throw new NativeCallException("splice", errno, "to=file fd=" + fd + " position=" + pos
                         + " bytes_left=" + held);
             }
