@@ -47,6 +47,8 @@ class BufferPoolTest {
         assertEquals(0, h.address() % (2 << 20), "4 MiB chunk at 0x" + Long.toHexString(h.address()));
         assertEquals(0, h.buffer().get((4 << 20) - 1), "zeroed");
         h.release();
+        huge.close();
+        assertFalse(HugePageBuffers.isMapped(h.address()), "a closed pool keeps no huge-page buffer mapped");
         BufferPool small = BufferPool.create(DataSize.ofMebibytes(3), DataSize.ofKibibytes(1536));
         PooledBuffer s = small.tryAcquire();
         assertEquals(0, s.address() % 4096, "1.5 MiB chunk at 0x" + Long.toHexString(s.address()));
