@@ -27,9 +27,13 @@ import jnr.ffi.Pointer;
  * Where transparent huge pages are off ({@code never}) or none is free, the kernel uses small
  * pages: the buffer works the same, only without the gain.
  *
- * <p><b>Release.</b> The mapping is unmapped by a {@link Cleaner} when the returned buffer —
- * and every slice or duplicate of it, which all refer to it — has become unreachable, as the
- * JDK frees {@link ByteBuffer#allocateDirect} memory. Do not keep its address beyond that.
+ * <p><b>Release.</b> An owner that knows when nobody uses the buffer any more (a buffer pool
+ * closing) unmaps it at once with {@link Mapping#unmap()}: nothing else would, until a GC
+ * happens to find the buffer unreachable, and mapped memory is not counted against
+ * {@code -XX:MaxDirectMemorySize}, so nothing triggers that GC. As a fallback, the mapping is
+ * unmapped by a {@link Cleaner} when the buffer — and every slice or duplicate of it, which all
+ * refer to it — has become unreachable, as the JDK frees {@link ByteBuffer#allocateDirect}
+ * memory. Do not keep its address beyond either.
  */
 public final class HugePageBuffers {
 
@@ -56,6 +60,17 @@ public final class HugePageBuffers {
      * @throws OutOfMemoryError         if the kernel refuses the mapping (as {@code allocateDirect} would)
      */
     public static ByteBuffer allocate(int size) {
+        return map(size).buffer();
+    }
+
+    /**
+     * Like {@link #allocate(int)}, with the handle that unmaps the buffer deterministically.
+     *
+     * @param size a positive multiple of {@link #HUGE_PAGE_SIZE}
+     * @throws IllegalArgumentException if {@code size} is not a positive multiple of 2 MiB
+     * @throws OutOfMemoryError         if the kernel refuses the mapping
+     */
+    public static Mapping map(int size) {
         if (size <= 0 || size % HUGE_PAGE_SIZE != 0) {
             throw new IllegalArgumentException("size=" + size + ": a huge-page buffer is a positive multiple of "
                     + HUGE_PAGE_SIZE + " bytes (2 MiB); use ByteBuffer.allocateDirect for other sizes");
@@ -82,8 +97,25 @@ public final class HugePageBuffers {
         MAPPED.addAndGet(size);
         LIVE.add(start);
         // the action must not refer to the buffer, or the buffer would never become unreachable
-        CLEANER.register(buffer, new Unmap(start, size));
-        return buffer;
+        return new Mapping(buffer, CLEANER.register(buffer, new Unmap(start, size)));
+    }
+
+    /**
+     * A buffer from {@link #map(int)} and the handle that unmaps it.
+     *
+     * @param buffer    the buffer, {@code size} bytes
+     * @param cleanable unmaps the buffer's memory, once: {@link #unmap()}
+     */
+    public record Mapping(ByteBuffer buffer, Cleaner.Cleanable cleanable) {
+
+        /**
+         * Unmaps the buffer now (later calls, and the fallback cleaner, do nothing). Only when
+         * nobody — no slice, duplicate, native call or other thread — touches the buffer any
+         * more: an access to unmapped memory crashes the JVM.
+         */
+        public void unmap() {
+            cleanable.clean();
+        }
     }
 
     /** Bytes of huge-page buffers mapped now in this JVM (unmapped ones are not counted). */

@@ -218,7 +218,9 @@ public final class Dump {
      * <p>Backpressure comes from the sinks' requests; chunks dropped anywhere in the chain are
      * released ({@code doOnDiscard}). Cancelling the returned {@code Mono} cancels the read and
      * makes the sinks abort (nothing complete-looking is left); on error the pool gets every
-     * buffer back as well.
+     * buffer back as well. When the run ends, however it ends, its pool is
+     * {@linkplain BufferPool#close() closed}: the buffers' memory is returned to the system then,
+     * not at some later GC.
      *
      * @throws IllegalArgumentException at once, before the target is touched, when the budget
      *                                  holds less than one chunk or the chunk size is invalid
@@ -255,7 +257,16 @@ public final class Dump {
                             progressListener.accept(snapshot(stats, pool, started, true));
                         }
                     })
-                    .doFinally(signal -> stopProgress(ticker[0]));
+                    // frees the buffers now rather than at some GC (huge-page buffers are not counted
+                    // as direct memory, so nothing would trigger one): free buffers are unmapped at once,
+                    // any a sink or helper thread still holds when it releases it. On completion and
+                    // error before the caller sees the signal (doFinally runs after it: a caller back
+                    // from block() would still find the memory mapped); on cancel in doFinally.
+                    .doOnTerminate(pool::close)
+                    .doFinally(signal -> {
+                        stopProgress(ticker[0]);
+                        pool.close();
+                    });
         }).doOnDiscard(PageChunk.class, PageChunk::release);
     }
 

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pageflux.nativeio.HugePageBuffers;
 import io.pageflux.sink.DumpContext;
 import io.pageflux.sink.PageSink;
 import io.pageflux.sink.PageSinks;
@@ -96,6 +97,44 @@ class DumpLiveTest {
             assertEquals("dir:" + out, sink.description());
             assertEquals(total, sink.pages());
             assertEquals(images.entries(), sink.entries());
+        }
+    }
+
+    /**
+     * Pool buffers of 4 MiB are huge-page mappings, which no GC is triggered for: a dump that left
+     * them to the GC would leave its budget mapped, run after run, in a warm JVM ({@code migrate},
+     * library users). Each run must give back what it mapped, however it ends, with no GC.
+     */
+    @Test
+    void manyDumpsInOneJvmUnmapTheirBuffersWhenEachRunEnds() throws Exception {
+        try (SampleProcess sample = SampleProcess.start()) {
+            LiveProcess live = LiveProcess.attach(sample.pid());
+            Dump dump = Dump.of(live).budget(DataSize.ofMebibytes(16)).chunkSize(DataSize.ofMebibytes(4));
+            long before = HugePageBuffers.mappedBytes();
+            for (int i = 0; i < 6; i++) {
+                PageSink sink = i % 2 == 0 ? PageSinks.nullSink() : PageSinks.criuImages(tmp.resolve("run-" + i));
+                DumpReport report = dump.to(sink).run().block(Duration.ofSeconds(30));
+                // a buffer was leased, so a 2 MiB-multiple mapping existed during the run
+                assertTrue(report.peakBuffersLeased() >= 1, report.toString());
+                assertEquals(before, HugePageBuffers.mappedBytes(), "mapped bytes after run " + i + " (" + sink.describe() + ")");
+            }
+            // a run that fails in its sink gives its buffers back too
+            PageSink failing = new PageSink() {
+                @Override
+                public Mono<SinkResult> write(DumpContext context, Flux<PageChunk> chunks) {
+                    return chunks.concatMap(c -> {
+                        c.release();
+                        return Mono.error(new IllegalStateException("sink failed"));
+                    }).then(Mono.empty());
+                }
+
+                @Override
+                public String describe() {
+                    return "failing";
+                }
+            };
+            assertThrows(IllegalStateException.class, () -> dump.to(failing).run().block(Duration.ofSeconds(30)));
+            assertEquals(before, HugePageBuffers.mappedBytes(), "mapped bytes after a failed run");
         }
     }
 

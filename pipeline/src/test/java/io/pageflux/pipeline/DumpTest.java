@@ -134,6 +134,7 @@ class DumpTest {
         assertTrue(report.peakBuffersLeased() >= 1 && report.peakBuffersLeased() <= 2, "peak " + report.peakBuffersLeased());
         assertEquals(List.of(new SinkResult("collect", 30, 30L * PAGE, 10)), report.sinks());
         assertEquals(0, source.lastPool.get().leasedBuffers(), "buffers still leased after the dump");
+        assertTrue(source.lastPool.get().isClosed(), "the pool of a completed dump is closed");
     }
 
     @Test
@@ -211,12 +212,14 @@ class DumpTest {
                 () -> dump.to(failing).run().block(Duration.ofSeconds(10)));
         assertEquals("disk on fire", e.getMessage());
         awaitZeroLeased(source.lastPool.get());
+        assertTrue(source.lastPool.get().isClosed(), "the pool of a failed dump is closed");
 
         CollectingSink slow = new CollectingSink(Duration.ofMillis(20));
         var running = dump.to(slow).run().subscribe();
         Thread.sleep(100);
         running.dispose();
         awaitZeroLeased(source.lastPool.get());
+        assertTrue(source.lastPool.get().isClosed(), "the pool of a cancelled dump is closed");
         assertTrue(slow.pages.size() < 200, "the cancelled dump ran to the end");
     }
 

@@ -6,9 +6,11 @@ import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Objects;
+import java.util.function.IntFunction;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import reactor.core.Disposable;
@@ -29,8 +31,14 @@ import reactor.core.scheduler.Scheduler;
  * follow every lease and release with {@link #samples(Scheduler)} (tests), or sample periodically
  * with {@link #samples(Duration, Scheduler)}. Applications with Micrometer bind
  * {@code io.pageflux.source.metrics.BufferPoolMetrics}; the pool itself never loads Micrometer.
+ *
+ * <p><b>Release.</b> {@link #close()} the pool when the dump that used it has ended: huge-page
+ * buffers are mappings of their own, freed otherwise only by a GC that nothing triggers (they do
+ * not count against {@code -XX:MaxDirectMemorySize}), so pools of finished dumps would keep their
+ * memory. Closing unmaps the free buffers at once and each leased one when it comes back, never
+ * a buffer a chunk still uses.
  */
-public final class BufferPool {
+public final class BufferPool implements AutoCloseable {
 
     private final int chunkSize;
     private final int capacity;
@@ -40,6 +48,9 @@ public final class BufferPool {
     private final AtomicInteger peakLeased = new AtomicInteger();
     private final AtomicLong acquisitions = new AtomicLong();
     private final AtomicLong waits = new AtomicLong();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    /** Makes one buffer of {@code chunkSize} bytes; a seam for tests of allocation failures. */
+    private final IntFunction<PooledBuffer> allocator;
     private final CopyOnWriteArrayList<Runnable> releaseListeners = new CopyOnWriteArrayList<>();
     /** Observers of every event; empty (one volatile read per event) unless someone follows {@link #samples}. */
     private final CopyOnWriteArrayList<EventListener> eventListeners = new CopyOnWriteArrayList<>();
@@ -47,6 +58,17 @@ public final class BufferPool {
     private BufferPool(int chunkSize, int capacity) {
         this.chunkSize = chunkSize;
         this.capacity = capacity;
+        this.allocator = this::allocate;
+    }
+
+    /** A pool whose buffers come from {@code buffers} (tests of allocation failures). */
+    BufferPool(int chunkSize, int capacity, IntFunction<ByteBuffer> buffers) {
+        this.chunkSize = chunkSize;
+        this.capacity = capacity;
+        this.allocator = size -> {
+            ByteBuffer b = buffers.apply(size);
+            return new PooledBuffer(this, b, NativeBuffers.address(b));
+        };
     }
 
     /**
@@ -75,8 +97,16 @@ public final class BufferPool {
     /**
      * A leased buffer, or {@code null} when all {@link #capacity()} buffers are leased. The
      * returned buffer is cleared (position 0, limit = capacity) and has one reference.
+     *
+     * @throws IllegalStateException once the pool is {@linkplain #close() closed}
+     * @throws OutOfMemoryError      if the kernel refuses memory for a new buffer (the pool stays
+     *                               usable: a later call may try again)
      */
     public PooledBuffer tryAcquire() {
+        if (closed.get()) {
+            throw new IllegalStateException("buffer pool closed: " + this
+                    + ": the dump that owned it has ended; create a new pool (or run the dump again)");
+        }
         PooledBuffer buffer = free.poll();
         if (buffer == null) {
             int n;
@@ -86,8 +116,13 @@ public final class BufferPool {
                     return null;
                 }
             } while (!allocated.compareAndSet(n, n + 1));
-            ByteBuffer direct = allocate(chunkSize);
-            buffer = new PooledBuffer(this, direct, NativeBuffers.address(direct));
+            try {
+                buffer = allocator.apply(chunkSize);
+            } catch (RuntimeException | Error e) {
+                // the slot was reserved above; without this the pool would shrink by one for good
+                allocated.decrementAndGet();
+                throw e;
+            }
         }
         buffer.lease();
         int now = leased.incrementAndGet();
@@ -105,11 +140,15 @@ public final class BufferPool {
      * memory 16 bytes off a page boundary, and the kernel's copy in {@code process_vm_readv}
      * runs about 3.5x slower into such a buffer.
      */
-    private static ByteBuffer allocate(int size) {
+    private PooledBuffer allocate(int size) {
         if (size % HugePageBuffers.HUGE_PAGE_SIZE == 0) {
-            return HugePageBuffers.allocate(size);
+            HugePageBuffers.Mapping mapping = HugePageBuffers.map(size);
+            return new PooledBuffer(this, mapping.buffer(), NativeBuffers.address(mapping.buffer()), mapping::unmap);
         }
-        return ByteBuffer.allocateDirect(size + PageRun.PAGE_SIZE).alignedSlice(PageRun.PAGE_SIZE).limit(size).slice();
+        // the GC frees these, and they count against MaxDirectMemorySize, which triggers it
+        ByteBuffer direct = ByteBuffer.allocateDirect(size + PageRun.PAGE_SIZE).alignedSlice(PageRun.PAGE_SIZE)
+                .limit(size).slice();
+        return new PooledBuffer(this, direct, NativeBuffers.address(direct));
     }
 
     /** Called by {@link PooledBuffer} when its last reference is released. */
@@ -117,8 +156,38 @@ public final class BufferPool {
         free.offer(buffer);
         int now = leased.decrementAndGet();
         publish(PoolSample.Event.RELEASED, now);
+        if (closed.get()) {
+            // offered before reading the flag: either close() sees this buffer or this sees close()
+            unmapFree();
+            // nobody may lease any more: waking waiters would only make them fail on this thread
+            return;
+        }
         for (Runnable listener : releaseListeners) {
             listener.run();
+        }
+    }
+
+    /**
+     * Frees the pool's memory: unmaps the free buffers now and every leased buffer when its last
+     * chunk releases it (never memory still in use). Later {@link #tryAcquire()} calls fail.
+     * Idempotent; call it when the dump using the pool has ended.
+     */
+    @Override
+    public void close() {
+        if (closed.compareAndSet(false, true)) {
+            unmapFree();
+        }
+    }
+
+    /** Whether {@link #close()} was called. */
+    public boolean isClosed() {
+        return closed.get();
+    }
+
+    private void unmapFree() {
+        // poll is atomic: concurrent callers never unmap one buffer twice (and unmap is idempotent anyway)
+        for (PooledBuffer b = free.poll(); b != null; b = free.poll()) {
+            b.unmap();
         }
     }
 
@@ -247,6 +316,6 @@ public final class BufferPool {
     @Override
     public String toString() {
         return "BufferPool[chunk=" + DataSize.format(chunkSize) + " capacity=" + capacity + " leased="
-                + leased.get() + " peak=" + peakLeased.get() + "]";
+                + leased.get() + " peak=" + peakLeased.get() + (closed.get() ? " closed" : "") + "]";
     }
 }

@@ -13,10 +13,11 @@ import reactor.core.publisher.Flux;
  * regions the policy reads that way, e.g. PROT_NONE ones).
  *
  * <pre>{@code
- * BufferPool pool = BufferPool.create(DataSize.ofMebibytes(64), DataSize.ofMebibytes(4));
- * LiveProcess.attach(pid).pages(ReadOptions.of(pool))
- *         .concatMap(chunk -> write(chunk).doFinally(s -> chunk.release()), 1)
- *         .blockLast();
+ * try (BufferPool pool = BufferPool.create(DataSize.ofMebibytes(64), DataSize.ofMebibytes(4))) {
+ *     LiveProcess.attach(pid).pages(ReadOptions.of(pool))
+ *             .concatMap(chunk -> write(chunk).doFinally(s -> chunk.release()), 1)
+ *             .blockLast();
+ * } // closing the pool unmaps its buffers now instead of at some GC
  * }</pre>
  *
  * Immutable and thread-safe; {@link #withScanner(ScannerKind)} returns a modified copy. The

@@ -14,11 +14,23 @@ public final class PooledBuffer {
     private final ByteBuffer buffer;
     private final long address;
     private final AtomicInteger refs = new AtomicInteger();
+    /** Frees the buffer's memory now; a no-op for buffers the GC frees (allocateDirect). */
+    private final Runnable unmap;
 
     PooledBuffer(BufferPool pool, ByteBuffer buffer, long address) {
+        this(pool, buffer, address, () -> { });
+    }
+
+    PooledBuffer(BufferPool pool, ByteBuffer buffer, long address, Runnable unmap) {
         this.pool = pool;
         this.buffer = buffer;
         this.address = address;
+        this.unmap = unmap;
+    }
+
+    /** Called by the closed pool, only while the buffer is back in it (no reference left). */
+    void unmap() {
+        unmap.run();
     }
 
     void lease() {

@@ -1,6 +1,7 @@
 package io.pageflux.source;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -8,7 +9,9 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pageflux.nativeio.HugePageBuffers;
 import io.pageflux.source.PoolSample.Event;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -42,8 +45,10 @@ class BufferPoolTest {
         BufferPool huge = BufferPool.create(DataSize.ofMebibytes(8), DataSize.ofMebibytes(4));
         PooledBuffer h = huge.tryAcquire();
         assertEquals(0, h.address() % (2 << 20), "4 MiB chunk at 0x" + Long.toHexString(h.address()));
-        assertEquals(0, h.buffer().get(4 << 20 - 1), "zeroed");
+        assertEquals(0, h.buffer().get((4 << 20) - 1), "zeroed");
         h.release();
+        huge.close();
+        assertFalse(HugePageBuffers.isMapped(h.address()), "a closed pool keeps no huge-page buffer mapped");
         BufferPool small = BufferPool.create(DataSize.ofMebibytes(3), DataSize.ofKibibytes(1536));
         PooledBuffer s = small.tryAcquire();
         assertEquals(0, s.address() % 4096, "1.5 MiB chunk at 0x" + Long.toHexString(s.address()));
@@ -172,5 +177,66 @@ class BufferPoolTest {
         listening.dispose();
         pool.tryAcquire().release();
         assertEquals(1, calls.get());
+    }
+
+    @Test
+    void closeUnmapsFreeBuffersAtOnceAndLeasedOnesOnlyWhenReleased() {
+        BufferPool pool = BufferPool.create(DataSize.ofMebibytes(8), DataSize.ofMebibytes(4));
+        PooledBuffer kept = pool.tryAcquire();
+        PooledBuffer returned = pool.tryAcquire();
+        returned.release();
+        PageChunk chunk = PageChunk.of(kept, 4096,
+                List.of(new PageRun(0x1000, 1, PagemapId.task(1), 0x1000, PageFlags.PE_PRESENT)), 0);
+        PageChunk slice = chunk.retain(); // a second view, as a tee hands each sink
+        chunk.release();
+        assertTrue(HugePageBuffers.isMapped(returned.address()));
+        pool.close();
+        assertTrue(pool.isClosed());
+        assertFalse(HugePageBuffers.isMapped(returned.address()), "a free buffer is unmapped on close");
+        // a chunk still uses the other: it stays mapped and readable
+        assertTrue(HugePageBuffers.isMapped(kept.address()), "a leased buffer was unmapped under its chunk");
+        kept.buffer().put(0, (byte) 9);
+        assertEquals(9, kept.buffer().get(0));
+        pool.close(); // idempotent
+        assertTrue(HugePageBuffers.isMapped(kept.address()));
+        slice.release();
+        assertFalse(HugePageBuffers.isMapped(kept.address()), "unmapped once its last chunk released it");
+        assertEquals(0, pool.leasedBuffers());
+
+        IllegalStateException e = assertThrows(IllegalStateException.class, pool::tryAcquire);
+        assertEquals("buffer pool closed: BufferPool[chunk=4 MiB capacity=2 leased=0 peak=2 closed]: the dump that "
+                + "owned it has ended; create a new pool (or run the dump again)", e.getMessage());
+    }
+
+    @Test
+    void aClosedPoolWakesNoWaiters() {
+        BufferPool pool = BufferPool.create(CHUNK, CHUNK);
+        PooledBuffer b = pool.tryAcquire();
+        AtomicInteger woken = new AtomicInteger();
+        pool.onRelease(woken::incrementAndGet);
+        pool.close();
+        b.release(); // a waiter would call tryAcquire, which fails now, on this releasing thread
+        assertEquals(0, woken.get());
+        assertEquals(0, pool.leasedBuffers());
+    }
+
+    @Test
+    void aFailedAllocationGivesItsSlotBack() {
+        AtomicInteger calls = new AtomicInteger();
+        BufferPool pool = new BufferPool(4096, 1, size -> {
+            if (calls.getAndIncrement() == 0) {
+                throw new OutOfMemoryError("cannot map a huge-page buffer: size=" + size + " errno=12");
+            }
+            return ByteBuffer.allocateDirect(size);
+        });
+        OutOfMemoryError e = assertThrows(OutOfMemoryError.class, pool::tryAcquire);
+        assertEquals("cannot map a huge-page buffer: size=4096 errno=12", e.getMessage());
+        assertEquals(0, pool.allocatedBuffers());
+        // the one slot is still there: without giving it back the pool would stay empty for good
+        PooledBuffer b = pool.tryAcquire();
+        assertNotNull(b);
+        assertEquals(4096, b.capacity());
+        assertEquals(1, pool.allocatedBuffers());
+        b.release();
     }
 }

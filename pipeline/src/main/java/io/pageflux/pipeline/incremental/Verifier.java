@@ -110,8 +110,9 @@ public final class Verifier {
             }
         }
         DumpStats stats = new DumpStats();
-        BufferPool pool = BufferPool.create(DataSize.ofMebibytes(4), DataSize.ofMebibytes(4));
-        try (LiveChunkReader reader = new LiveChunkReader(runs.iterator(), pid, ReadOptions.MAX_IOVECS, stats)) {
+        // closed at the end: its one huge-page buffer is unmapped then, not at some later GC
+        try (BufferPool pool = BufferPool.create(DataSize.ofMebibytes(4), DataSize.ofMebibytes(4));
+                LiveChunkReader reader = new LiveChunkReader(runs.iterator(), pid, ReadOptions.MAX_IOVECS, stats)) {
             while (true) {
                 PooledBuffer buffer = pool.tryAcquire();
                 PageChunk chunk;
