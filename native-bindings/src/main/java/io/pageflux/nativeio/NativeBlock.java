@@ -16,6 +16,9 @@ import jnr.ffi.Pointer;
  *
  * <p>The kernel sees only the address: after a system call that used it, call {@link #keepAlive()} so that
  * the block cannot be collected (and freed) while the call runs, even when its owner is no longer used.
+ * Read and write it through the accessors below, which keep it allocated until the access is done: the
+ * {@link #pointer()} does not refer to the memory's owner, so an access through it alone could meet freed
+ * memory once nothing else uses the block.
  */
 final class NativeBlock {
 
@@ -44,6 +47,34 @@ final class NativeBlock {
 
     int size() {
         return memory.capacity();
+    }
+
+    long getLong(long offset) {
+        long value = pointer.getLong(offset);
+        Reference.reachabilityFence(memory);
+        return value;
+    }
+
+    int getInt(long offset) {
+        int value = pointer.getInt(offset);
+        Reference.reachabilityFence(memory);
+        return value;
+    }
+
+    void putLong(long offset, long value) {
+        pointer.putLong(offset, value);
+        Reference.reachabilityFence(memory);
+    }
+
+    void putInt(long offset, int value) {
+        pointer.putInt(offset, value);
+        Reference.reachabilityFence(memory);
+    }
+
+    /** Copies {@code count} longs from {@code offset} into {@code into[at..)}. */
+    void getLongs(long offset, long[] into, int at, int count) {
+        pointer.get(offset, into, at, count);
+        Reference.reachabilityFence(memory);
     }
 
     /** The block stays allocated at least until this call: place it after each system call that uses it. */

@@ -153,19 +153,19 @@ public final class PagemapScanner implements AutoCloseable {
 
     /** Where the last {@link #scan} stopped; equal to its {@code end} when it walked the whole range. */
     public long walkEnd() {
-        return arg.getLong(ARG_WALK_END);
+        return argBlock.getLong(ARG_WALK_END);
     }
 
     public long regionStart(int i) {
-        return vec.getLong((long) i * PAGE_REGION_SIZE);
+        return vecBlock.getLong((long) i * PAGE_REGION_SIZE);
     }
 
     public long regionEnd(int i) {
-        return vec.getLong((long) i * PAGE_REGION_SIZE + 8);
+        return vecBlock.getLong((long) i * PAGE_REGION_SIZE + 8);
     }
 
     public long regionCategories(int i) {
-        return vec.getLong((long) i * PAGE_REGION_SIZE + 16);
+        return vecBlock.getLong((long) i * PAGE_REGION_SIZE + 16);
     }
 
     /**
@@ -190,13 +190,13 @@ public final class PagemapScanner implements AutoCloseable {
 
     /** Entry {@code i} of the last {@link #readEntries} call. */
     public long entry(int i) {
-        return entries.getLong((long) i * 8);
+        return entriesBlock.getLong((long) i * 8);
     }
 
     /** Copies entries {@code 0..count)} of the last {@link #readEntries} call into {@code into[offset..)}: one call. */
     public void copyEntries(long[] into, int offset, int count) {
         checkOpen();
-        entries.get(0, into, offset, count);
+        entriesBlock.getLongs(0, into, offset, count);
     }
 
     /** The generic Linux {@code _IOWR(type, nr, size)} encoding (x86, arm64, riscv): dir 30–31, size 16–29, type 8–15, nr 0–7. */

@@ -90,14 +90,13 @@ public final class Ptrace {
     public static RseqArea rseqConfiguration(int tid) {
         NativeBlock block = new NativeBlock(RSEQ_CONFIGURATION_SIZE);
         long result = Native.LIBC.ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, RSEQ_CONFIGURATION_SIZE, block.address());
-        block.keepAlive();
         if (result == -1) {
             int errno = Native.lastErrno();
             throw new NativeCallException("ptrace(PTRACE_GET_RSEQ_CONFIGURATION)", errno, "tid=" + tid);
         }
-        Pointer config = block.pointer();
-        long address = config.getLong(0);
-        return address == 0 ? null : new RseqArea(tid, address, config.getInt(8));
+        // the accessors keep the block allocated until the kernel's answer is read
+        long address = block.getLong(0);
+        return address == 0 ? null : new RseqArea(tid, address, block.getInt(8));
     }
 
     /**
@@ -121,11 +120,12 @@ public final class Ptrace {
         Pointer status = block.pointer();
         while (true) {
             int pid = Native.LIBC.waitpid(tid, status, options);
-            block.keepAlive();
+            int errno = pid < 0 ? Native.lastErrno() : 0; // right after the call, same thread
+            int raw = pid > 0 ? block.getInt(0) : 0;
+            block.keepAlive(); // allocated until the kernel's write and our read are done, on every path
             if (pid >= 0) {
-                return new WaitStatus(pid, pid == 0 ? 0 : status.getInt(0));
+                return new WaitStatus(pid, raw);
             }
-            int errno = Native.lastErrno();
             if (errno != Errno.EINTR.value()) {
                 throw new NativeCallException("waitpid", errno, "tid=" + tid + " options=0x" + Integer.toHexString(options));
             }

@@ -1,6 +1,5 @@
 package io.pageflux.nativeio;
 
-import jnr.ffi.Pointer;
 
 /**
  * A batch of {@code struct iovec} describing ranges of the <i>target's</i> address space, laid out
@@ -63,19 +62,18 @@ public final class RemoteIovecs {
             throw new IllegalArgumentException("iovec length must not be negative: index=" + index + " length=" + length);
         }
         long offset = (long) index * ENTRY_SIZE;
-        Pointer entries = block.pointer();
-        entries.putLong(offset + BASE_OFFSET, base);
-        entries.putLong(offset + LENGTH_OFFSET, length);
+        block.putLong(offset + BASE_OFFSET, base);
+        block.putLong(offset + LENGTH_OFFSET, length);
     }
 
     public long base(int index) {
         checkIndex(index);
-        return block.pointer().getLong((long) index * ENTRY_SIZE + BASE_OFFSET);
+        return block.getLong((long) index * ENTRY_SIZE + BASE_OFFSET);
     }
 
     public long length(int index) {
         checkIndex(index);
-        return block.pointer().getLong((long) index * ENTRY_SIZE + LENGTH_OFFSET);
+        return block.getLong((long) index * ENTRY_SIZE + LENGTH_OFFSET);
     }
 
     /** Sum of the lengths of entries {@code first .. first+count-1}. */

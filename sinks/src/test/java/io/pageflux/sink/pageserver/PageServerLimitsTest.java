@@ -366,7 +366,10 @@ class PageServerLimitsTest {
             // wait until the staller's writes no longer go through for 2 s: its session stopped reading,
             // waiting for an answer the client does not take
             long last = -1;
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
             while (sent.get() != last || last < (1 << 20)) {
+                assertTrue(System.nanoTime() < deadline, "the staller's writes never stopped going through (or"
+                        + " stopped below 1 MiB): sent=" + sent.get());
                 last = sent.get();
                 Thread.sleep(2000);
             }
