@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
+import java.nio.file.DirectoryIteratorException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -31,9 +32,13 @@ public final class Descriptors {
      * shares the connection (and its non-blocking mode) and stays valid until closed, even if the
      * channel is closed meanwhile — but the peer sees the connection end only when both are closed.
      *
-     * @return the duplicate, or -1 when no descriptor matches (or /proc is not mounted)
+     * @return the duplicate, or -1 when no descriptor matches (e.g. the peer reset the connection: the
+     *         socket no longer has a peer address)
+     * @throws IOException         if /proc/self/fd cannot be listed (not mounted, EMFILE for the listing's own
+     *                             descriptor...); the message names the directory and the cause
+     * @throws NativeCallException if the matching descriptor cannot be duplicated (EMFILE)
      */
-    public static int duplicateSocket(InetSocketAddress local, InetSocketAddress remote) {
+    public static int duplicateSocket(InetSocketAddress local, InetSocketAddress remote) throws IOException {
         NativeBlock addrBlock = new NativeBlock(128);
         NativeBlock lenBlock = new NativeBlock(4);
         Pointer addr = addrBlock.pointer();
@@ -63,7 +68,10 @@ public final class Descriptors {
                 Native.LIBC.close(dup);
             }
         } catch (IOException e) {
-            return -1;
+            throw new IOException("cannot list dir=/proc/self/fd: cause=" + e, e);
+        } catch (DirectoryIteratorException e) {
+            // an I/O error in the middle of the listing, thrown unchecked by the iterator
+            throw new IOException("cannot list dir=/proc/self/fd: cause=" + e.getCause(), e.getCause());
         } finally {
             // the kernel wrote the addresses into these blocks: they stay allocated until the search ends
             addrBlock.keepAlive();

@@ -9,8 +9,10 @@ public final class NativeBuffers {
     }
 
     /**
-     * The native address of a direct buffer's first byte (index 0, not its position).
-     * Compute it once per buffer and add positions yourself.
+     * The native address of a direct buffer's first byte: index 0, whatever its position.
+     * Compute it once per buffer and add positions yourself. (jnr's own {@code Pointer.wrap(buffer)}
+     * starts at the buffer's position; a duplicate at position 0 is wrapped so that a caller adding
+     * {@code position()} does not count it twice.)
      *
      * @throws IllegalArgumentException for a heap buffer, which has no stable address
      */
@@ -18,6 +20,6 @@ public final class NativeBuffers {
         if (!buffer.isDirect()) {
             throw new IllegalArgumentException("a heap ByteBuffer has no native address: use ByteBuffer.allocateDirect");
         }
-        return jnr.ffi.Pointer.wrap(Native.RUNTIME, buffer).address();
+        return jnr.ffi.Pointer.wrap(Native.RUNTIME, buffer.duplicate().position(0)).address();
     }
 }

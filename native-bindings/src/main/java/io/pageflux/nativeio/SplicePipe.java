@@ -39,8 +39,9 @@ public final class SplicePipe implements AutoCloseable {
 
     /**
      * Opens a pipe and asks for {@code bytes} of capacity ({@code F_SETPIPE_SZ}); when that is refused
-     * (above {@code /proc/sys/fs/pipe-max-size} without CAP_SYS_RESOURCE) the pipe keeps the kernel's
-     * default size, see {@link #capacity()}.
+     * (above {@code /proc/sys/fs/pipe-max-size} without CAP_SYS_RESOURCE, or an unprivileged user past
+     * {@code fs.pipe-user-pages-soft}, whose pipes the kernel may even shrink to one page) the pipe keeps a
+     * smaller size: check {@link #capacity()}.
      *
      * @throws NativeCallException if the pipe cannot be created (e.g. EMFILE)
      */
@@ -53,7 +54,9 @@ public final class SplicePipe implements AutoCloseable {
         int r = fds.getInt(0);
         int w = fds.getInt(4);
         block.keepAlive();
-        Native.LIBC.fcntl(w, F_SETPIPE_SZ, bytes); // refused: the default size is used
+        // refused (EPERM above pipe-max-size or past fs.pipe-user-pages-soft): the pipe keeps its size, which
+        // capacity() tells; the caller decides whether that is enough
+        Native.LIBC.fcntl(w, F_SETPIPE_SZ, bytes);
         int size = Native.LIBC.fcntl(w, F_GETPIPE_SZ, 0);
         if (size <= 0) {
             int errno = Native.lastErrno();

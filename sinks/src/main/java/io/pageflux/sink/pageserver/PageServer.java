@@ -130,12 +130,12 @@ public final class PageServer implements AutoCloseable {
         return live.admitted();
     }
 
-    /** The transport's thread count for tests: session threads alive on {@link Transport#THREADS}, else -1. */
     /** Page bytes the plain-TCP transport spliced into pages files (tests); -1 with Netty. */
     long splicedBytes() {
         return transport instanceof PlainTcpTransport t ? t.splicedBytes() : -1;
     }
 
+    /** The transport's thread count for tests: session threads alive on {@link Transport#THREADS}, else -1. */
     int sessionThreads() {
         return transport instanceof PlainTcpTransport t ? t.sessionThreads() : -1;
     }

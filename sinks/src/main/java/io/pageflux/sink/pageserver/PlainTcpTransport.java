@@ -78,6 +78,16 @@ final class PlainTcpTransport implements ServerTransport {
     private final boolean spliceEnabled;
     /** Set once splice was refused by the kernel here (logged once): every later session copies. */
     private volatile boolean spliceRefused;
+    /** Whether a pipe smaller than {@link #PIPE_BYTES} was logged (once per server; a benign race logs twice). */
+    private volatile boolean pipeShrinkLogged;
+
+    /** How a session finds its socket's descriptor; tests replace it to make one lookup fail. */
+    interface SocketLookup {
+        int duplicate(InetSocketAddress local, InetSocketAddress remote) throws IOException;
+    }
+
+    /** {@link Descriptors#duplicateSocket}, except in tests. */
+    static volatile SocketLookup socketLookup = Descriptors::duplicateSocket;
     /** Page bytes spliced into pages files so far (tests, to know the splice path ran). */
     private final java.util.concurrent.atomic.AtomicLong splicedBytes = new java.util.concurrent.atomic.AtomicLong();
     private final ServerSocketChannel listener;
@@ -299,7 +309,8 @@ final class PlainTcpTransport implements ServerTransport {
             boolean spliced = false;
             while (!session.isDone()) {
                 buf.clear();
-                if (splicer != null && !spliceRefused) {
+                // a splicer without pipe or descriptor (this session copies) must not shorten reads either
+                if (splicer != null && !spliceRefused && splicer.usable()) {
                     long run = session.spliceable(SPLICE_MIN_BYTES);
                     if (run > 0 && splicer.splice(run, buf)) {
                         spliced = true;
@@ -460,6 +471,11 @@ final class PlainTcpTransport implements ServerTransport {
             return true;
         }
 
+        /** False once the pipe or the socket's descriptor could not be had: this session copies. */
+        boolean usable() {
+            return !unavailable;
+        }
+
         /** The pipe and the socket's duplicate, on first use; false (refused, logged) when they cannot be had. */
         private boolean open() {
             if (pipe != null) {
@@ -470,17 +486,36 @@ final class PlainTcpTransport implements ServerTransport {
             }
             unavailable = true; // until both are open
             try {
-                socket = Descriptors.duplicateSocket((InetSocketAddress) c.channel.getLocalAddress(),
+                socket = socketLookup.duplicate((InetSocketAddress) c.channel.getLocalAddress(),
                         (InetSocketAddress) c.channel.getRemoteAddress());
                 if (socket < 0) {
-                    refuseSplice(c.remote, new IOException("the connection's descriptor is not in /proc/self/fd"));
+                    // typically a client that reset the connection already (no peer address left): only this
+                    // session copies; the kernel did not refuse splice, so later sessions still try
+                    LOG.debug("page server: no splice for this session: remote={} cause=\"the connection's"
+                            + " descriptor is not in /proc/self/fd (connection reset?)\"", c.remote);
                     return false;
                 }
                 pipe = SplicePipe.open(PIPE_BYTES);
+                if (pipe.capacity() < PIPE_BYTES) {
+                    // F_SETPIPE_SZ refused: an unprivileged user past fs.pipe-user-pages-soft (1024 pages by
+                    // default, e.g. 64 sessions of 1 MiB) gets small pipes; splices then move less per call
+                    if (!pipeShrinkLogged) {
+                        pipeShrinkLogged = true;
+                        LOG.warn("page server: splice pipes are smaller than asked: asked={} got={} remote={}"
+                                + " (raise /proc/sys/fs/pipe-user-pages-soft or pipe-max-size; logged once)",
+                                PIPE_BYTES, pipe.capacity(), c.remote);
+                    }
+                    if (pipe.capacity() < SPLICE_MIN_BYTES) {
+                        LOG.debug("page server: no splice for this session: remote={} cause=\"pipe capacity={}"
+                                + " < splice_min_bytes={}\"", c.remote, pipe.capacity(), SPLICE_MIN_BYTES);
+                        close();
+                        return false;
+                    }
+                }
                 unavailable = false;
                 return true;
             } catch (IOException | NativeCallException e) {
-                // EMFILE and the like: this session copies, later ones try again
+                // EMFILE, /proc/self/fd not listable and the like: this session copies, later ones try again
                 LOG.debug("page server: no splice for this session: remote={} cause={}", c.remote, e.toString());
                 close();
                 return false;

@@ -153,10 +153,13 @@ final class ServerSession implements WireDecoder.Listener {
 
     /**
      * The bytes that complete a page half-received through {@link #onData}, when a run with at least {@code min}
-     * more bytes follows (splicing starts at a page boundary); else 0.
+     * more bytes follows (splicing starts at a page boundary); else 0. Also 0 when that run could not be
+     * spliced anyway ({@link #spliceable}'s conditions: not present, or an O_DIRECT pages file): cutting the
+     * next read short would only make more, smaller reads.
      */
     synchronized int pageRemainder(long min) {
-        if (state != State.ACTIVE || carry == null || carry.position() == 0) {
+        if (state != State.ACTIVE || carry == null || carry.position() == 0 || current == null
+                || !PageFlags.has(runFlags, PageFlags.PE_PRESENT) || current.directIo()) {
             return 0;
         }
         int fill = carry.remaining();

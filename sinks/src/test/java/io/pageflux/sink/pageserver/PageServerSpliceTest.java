@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pageflux.nativeio.Descriptors;
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
 import java.io.ByteArrayOutputStream;
@@ -17,6 +18,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -222,6 +224,28 @@ class PageServerSpliceTest {
             awaitNoSessionThreads(server);
             assertEquals(before, openDescriptors(), "descriptors after " + (3 * rounds) + " sessions");
             assertTrue(server.splicedBytes() > 0);
+        }
+    }
+    @Test
+    void aFailedDescriptorLookupMakesOnlyThatSessionCopy() throws Exception {
+        ByteArrayOutputStream taskData = new ByteArrayOutputStream();
+        byte[] wire = session(taskData, new ByteArrayOutputStream());
+        AtomicInteger lookups = new AtomicInteger();
+        // the first lookup finds nothing, as for a client that reset the connection before it (ENOTCONN)
+        PlainTcpTransport.socketLookup = (local, remote) -> lookups.incrementAndGet() == 1 ? -1
+                : Descriptors.duplicateSocket(local, remote);
+        try (PageServer server = start("in", true, Duration.ofSeconds(30)); EventLog log = new EventLog(server)) {
+            assertArrayEquals(ANSWERS, send(server.boundPort(), wire, 1 << 16, false));
+            Path first = completed(log);
+            assertEquals(0, server.splicedBytes(), "the session whose lookup failed copies");
+            assertEquals(1, lookups.get(), "looked up once, not at every run");
+            assertArrayEquals(taskData.toByteArray(), Files.readAllBytes(first.resolve("pages-65537.img")));
+            assertArrayEquals(ANSWERS, send(server.boundPort(), wire, 1 << 16, false));
+            log.awaitEnds(2);
+            assertTrue(server.splicedBytes() > 1000L * PAGE, "the next session splices: spliced_bytes="
+                    + server.splicedBytes());
+        } finally {
+            PlainTcpTransport.socketLookup = Descriptors::duplicateSocket;
         }
     }
 }

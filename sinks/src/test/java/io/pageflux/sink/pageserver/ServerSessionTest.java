@@ -44,8 +44,12 @@ class ServerSessionTest {
     }
 
     private ServerSession session(long maxBytes, Duration idle, ServerSession.Output output) {
+        return session(maxBytes, idle, output, false);
+    }
+
+    private ServerSession session(long maxBytes, Duration idle, ServerSession.Output output, boolean directIo) {
         ServerConfig config = new ServerConfig(tmp, Optional.empty(), Optional.empty(), 1L << 18, maxBytes, idle,
-                ServerConfig.DEFAULT_TEMPLATE, 4096, false, false, 64, true);
+                ServerConfig.DEFAULT_TEMPLATE, 4096, false, directIo, 64, true);
         directories = SessionDirectories.open(config);
         return new ServerSession(1, "/192.0.2.1:4000", Instant.EPOCH, config, directories, output, events::add);
     }
@@ -106,6 +110,41 @@ class ServerSessionTest {
         assertEquals("run would exceed max_bytes_per_session=" + cap + " received=" + headerEnd + " announced="
                 + lastPayload + " header=\"" + PageServerWire.decode(wire, lastRun) + "\" (raise --max-session-bytes if"
                 + " such dumps are expected)", e.getMessage());
+    }
+
+    @Test
+    void aHalfReceivedPageShortensTheNextReadOnlyWhenItsRunCanBeSpliced() throws Exception {
+        // the first present run of at least two pages; feed its header and 100 bytes of its first page
+        ByteBuffer wire = ByteBuffer.wrap(SESSION);
+        int at = 0;
+        int run = -1;
+        long runPayload = 0;
+        while (at < SESSION.length && run < 0) {
+            PageServerHeader h = PageServerWire.decode(wire, at);
+            long payload = h.payloadBytes(4096);
+            if (payload >= 2 * 4096) {
+                run = at;
+                runPayload = payload;
+            }
+            at += PageServerWire.HEADER_BYTES + (int) payload;
+        }
+        assertTrue(run >= 0, "the captured pre-dump has a run of two pages or more");
+        int fed = run + PageServerWire.HEADER_BYTES + 100;
+        long min = runPayload - 4096; // exactly what follows the half-received page
+
+        ServerSession cached = session(Long.MAX_VALUE, Duration.ofSeconds(5), ServerSessionTest::written, false);
+        cached.onData(ByteBuffer.wrap(SESSION, 0, fed));
+        assertEquals(4096 - 100, cached.pageRemainder(min), "page cache: finish the page, splice the rest");
+        assertEquals(0, cached.pageRemainder(min + 1), "too little follows to splice");
+        assertEquals(0, cached.spliceable(1), "a half-received page is copied first");
+        cached.fail("test over");
+        directories.close();
+
+        ServerSession direct = session(Long.MAX_VALUE, Duration.ofSeconds(5), ServerSessionTest::written, true);
+        direct.onData(ByteBuffer.wrap(SESSION, 0, fed));
+        assertEquals(0, direct.pageRemainder(min), "O_DIRECT pages file: never spliced, so reads stay full size");
+        assertEquals(0, direct.spliceable(1));
+        direct.fail("test over");
     }
 
     /** An output whose {@code n}th reply fails the way a reset connection's write does. */

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.nativeio.Descriptors;
 import io.pageflux.nativeio.Errno;
+import io.pageflux.nativeio.NativeBuffers;
 import io.pageflux.nativeio.NativeCallException;
 import io.pageflux.nativeio.SplicePipe;
 import java.net.InetAddress;
@@ -91,6 +92,48 @@ class SplicePipeTest {
                 Descriptors.close(fd);
             }
         }
+    }
+
+    @Test
+    void drainWritesAtThePositionOfABufferThatIsNotAtZero() throws Exception {
+        byte[] data = new byte[4000];
+        for (int i = 0; i < data.length; i++) {
+            data[i] = (byte) (i * 7 + 1);
+        }
+        ByteBuffer whole = ByteBuffer.allocateDirect(16384); // the slice's neighbour bytes show a stray write
+        ByteBuffer dst = whole.slice(0, 8192).position(3000);
+        assertEquals(NativeBuffers.address(whole), NativeBuffers.address(dst), "index 0, not the position");
+        try (ServerSocketChannel listener = ServerSocketChannel.open()
+                .bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+             SocketChannel client = SocketChannel.open(listener.getLocalAddress());
+             SocketChannel server = listener.accept();
+             SplicePipe pipe = SplicePipe.open(1 << 20)) {
+            server.configureBlocking(false);
+            int socket = Descriptors.duplicateSocket((InetSocketAddress) server.getLocalAddress(),
+                    (InetSocketAddress) server.getRemoteAddress());
+            try {
+                assertTrue(socket >= 0, "the server side's descriptor is found");
+                client.write(ByteBuffer.wrap(data));
+                int at = 0;
+                while (at < data.length) {
+                    long n = pipe.fromSocket(socket, data.length - at);
+                    if (n < 0) {
+                        Thread.sleep(1);
+                        continue;
+                    }
+                    pipe.drain(dst);
+                    at += (int) n;
+                }
+            } finally {
+                Descriptors.close(socket);
+            }
+        }
+        assertEquals(7000, dst.position());
+        byte[] got = new byte[16384];
+        whole.get(0, got);
+        assertArrayEquals(new byte[3000], Arrays.copyOfRange(got, 0, 3000), "nothing before the position");
+        assertArrayEquals(data, Arrays.copyOfRange(got, 3000, 7000));
+        assertArrayEquals(new byte[16384 - 7000], Arrays.copyOfRange(got, 7000, 16384), "nothing past the bytes");
     }
 
     @Test
