@@ -163,7 +163,18 @@ public final class BufferPool implements AutoCloseable {
             return;
         }
         for (Runnable listener : releaseListeners) {
-            listener.run();
+            if (closed.get()) {
+                return; // closed meanwhile: the listeners' dumps are ending, and leasing would fail
+            }
+            try {
+                listener.run();
+            } catch (IllegalStateException e) {
+                // a listener that raced with close() met the closed pool: the release itself went fine,
+                // and its caller (often a finally block) must not see another dump's shutdown
+                if (!closed.get()) {
+                    throw e;
+                }
+            }
         }
     }
 

@@ -221,6 +221,30 @@ class BufferPoolTest {
     }
 
     @Test
+    void aListenerThatMeetsAPoolClosedWhileItRunsDoesNotFailTheRelease() {
+        BufferPool pool = BufferPool.create(DataSize.ofMebibytes(8), DataSize.ofMebibytes(4));
+        PooledBuffer first = pool.tryAcquire();
+        PooledBuffer second = pool.tryAcquire();
+        AtomicInteger runs = new AtomicInteger();
+        // a waiter woken by a release while the owning dump ends: close() lands between the release's check
+        // and the waiter's acquire (as a compressor task waiting for an output buffer does)
+        pool.onRelease(() -> {
+            runs.incrementAndGet();
+            pool.close();
+            pool.tryAcquire();
+        });
+        AtomicInteger later = new AtomicInteger();
+        pool.onRelease(later::incrementAndGet);
+        first.release(); // threw IllegalStateException("buffer pool closed: ...") out of release()
+        assertEquals(1, runs.get());
+        assertEquals(0, later.get(), "no listener runs once the pool is closed");
+        assertFalse(HugePageBuffers.isMapped(first.address()), "the released buffer is unmapped");
+        second.release();
+        assertFalse(HugePageBuffers.isMapped(second.address()));
+        assertEquals(0, pool.leasedBuffers());
+    }
+
+    @Test
     void aFailedAllocationGivesItsSlotBack() {
         AtomicInteger calls = new AtomicInteger();
         BufferPool pool = new BufferPool(4096, 1, size -> {

@@ -143,7 +143,21 @@ public final class ParallelCompressor {
             if (state.get() != WAITING) {
                 return true;
             }
-            PooledBuffer b = pool.tryAcquire();
+            if (pool.isClosed()) {
+                // the dump that owns the pool has ended: nothing more will be compressed, give the input back
+                cancel();
+                return true;
+            }
+            PooledBuffer b;
+            try {
+                b = pool.tryAcquire();
+            } catch (IllegalStateException closedJustNow) {
+                if (!pool.isClosed()) {
+                    throw closedJustNow;
+                }
+                cancel();
+                return true;
+            }
             if (b == null) {
                 return false;
             }

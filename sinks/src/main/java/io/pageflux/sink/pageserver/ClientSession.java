@@ -165,14 +165,18 @@ final class ClientSession {
             long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
             PageServerHeader header = PageServerHeader.addF(run.pagemap(), vaddr, n, run.flags());
             lastAdd = header;
-            writes.last = channel.write(headerBuf(header));
+            if (!writes.write(headerBuf(header))) {
+                return; // released by a cancel: the session is ending
+            }
             bytesSent += PageServerWire.HEADER_BYTES;
             entries++;
             if (present) {
                 int from = (int) (offset + done * PageRun.PAGE_SIZE);
                 int len = (int) (n * PageRun.PAGE_SIZE);
                 ByteBuffer slice = writes.data.duplicate().position(from).limit(from + len).slice();
-                writes.last = channel.write(Unpooled.wrappedBuffer(slice));
+                if (!writes.write(Unpooled.wrappedBuffer(slice))) {
+                    return;
+                }
                 bytesSent += len;
                 pagesSent += n;
             }
@@ -274,11 +278,17 @@ final class ClientSession {
                 + " session (it commits only after CLOSE): check the network and the server's log, then retry", cause);
     }
 
-    /** The writes of one chunk: the chunk goes back to its pool once the last of them is done. */
+    /**
+     * The writes of one chunk: the chunk goes back to its pool once the last of them is done. Writing and
+     * releasing hold this object's lock, so that a cancel releasing the chunk from another thread while
+     * {@link #sendRuns} is still writing it cannot let a later write read memory already given back (the
+     * pool unmaps it once the dump has ended): after the release, no more writes of this chunk are issued.
+     */
     private final class ChunkWrites {
         final PageChunk chunk;
         final ByteBuffer data;
         volatile ChannelFuture last;
+        private boolean released;
 
         ChunkWrites(PageChunk chunk) {
             this.chunk = chunk;
@@ -299,10 +309,27 @@ final class ClientSession {
             }));
         }
 
-        /** Netty writes in order, so when the last write is done (or failed) all are. */
+        /** Writes {@code buf} after the chunk's earlier writes; false (and nothing written) once released. */
+        synchronized boolean write(ByteBuf buf) {
+            if (released) {
+                buf.release();
+                return false;
+            }
+            last = channel.write(buf);
+            return true;
+        }
+
+        /** Netty writes in order, so when the last write is done (or failed) all are. Once only. */
         void releaseWhenWritten() {
             held.remove(this);
-            ChannelFuture f = last;
+            ChannelFuture f;
+            synchronized (this) {
+                if (released) {
+                    return;
+                }
+                released = true;
+                f = last;
+            }
             if (f == null) {
                 chunk.release();
             } else {
