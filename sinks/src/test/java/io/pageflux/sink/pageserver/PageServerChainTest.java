@@ -1,5 +1,6 @@
 package io.pageflux.sink.pageserver;
 
+import static io.pageflux.sink.pageserver.RawClient.concat;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -8,7 +9,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.sink.criu.ImageDirectory;
 import io.pageflux.source.PagemapId;
-import java.io.ByteArrayOutputStream;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -22,14 +22,6 @@ class PageServerChainTest {
 
     @TempDir
     Path tmp;
-
-    private static byte[] concat(byte[]... parts) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] p : parts) {
-            out.writeBytes(p);
-        }
-        return out.toByteArray();
-    }
 
     @Test
     void criusTwoPreDumpsGetCriusAnswersAndTheSecondIsLinkedToTheFirst() throws Exception {

@@ -1,5 +1,7 @@
 package io.pageflux.sink.pageserver;
 
+import static io.pageflux.sink.pageserver.RawClient.concat;
+import static io.pageflux.sink.pageserver.RawClient.header;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -8,7 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
@@ -54,18 +55,6 @@ class PageServerDefenceTest {
     void stop() {
         log.close();
         server.stop();
-    }
-
-    private static byte[] concat(byte[]... parts) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] p : parts) {
-            out.writeBytes(p);
-        }
-        return out.toByteArray();
-    }
-
-    private static byte[] header(PageServerHeader h) {
-        return h.toBytes().array();
     }
 
     /** Sends bytes, then checks the session failed with a reason starting with {@code reason} and left nothing. */

@@ -1,5 +1,6 @@
 package io.pageflux.sink.pageserver;
 
+import static io.pageflux.sink.pageserver.RawClient.concat;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -7,7 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pageflux.source.PageFlags;
 import io.pageflux.source.PagemapId;
-import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -39,14 +39,6 @@ class PageServerGetTest {
 
     private static byte[] close() {
         return PageServerHeader.close().toBytes().array();
-    }
-
-    private static byte[] concat(byte[]... parts) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] p : parts) {
-            out.writeBytes(p);
-        }
-        return out.toByteArray();
     }
 
     /** One decoded GET answer. */

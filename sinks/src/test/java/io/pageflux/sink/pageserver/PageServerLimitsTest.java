@@ -1,5 +1,7 @@
 package io.pageflux.sink.pageserver;
 
+import static io.pageflux.sink.pageserver.RawClient.concat;
+import static io.pageflux.sink.pageserver.RawClient.header;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -50,18 +52,6 @@ class PageServerLimitsTest {
             b[i] = (byte) ((i / PAGE) * 31 + i);
         }
         return b;
-    }
-
-    private static byte[] concat(byte[]... parts) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        for (byte[] p : parts) {
-            out.writeBytes(p);
-        }
-        return out.toByteArray();
-    }
-
-    private static byte[] header(PageServerHeader h) {
-        return h.toBytes().array();
     }
 
     private PageServer.Builder server(PageServer.Transport transport) {

@@ -1,5 +1,6 @@
 package io.pageflux.sink.pageserver;
 
+import static io.pageflux.sink.pageserver.RawClient.header;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -36,10 +37,6 @@ class PageServerStagingTest {
 
     @TempDir
     Path tmp;
-
-    private static byte[] header(PageServerHeader h) {
-        return h.toBytes().array();
-    }
 
     @Test
     void aSessionWithAHundredSharedObjectsStagesWithinTheBound() throws Exception {

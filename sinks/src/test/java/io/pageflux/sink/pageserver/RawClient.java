@@ -24,6 +24,20 @@ final class RawClient {
         }
     }
 
+    /** The bytes of {@code parts}, one after the other (a request stream built from headers and page bytes). */
+    static byte[] concat(byte[]... parts) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        for (byte[] p : parts) {
+            out.writeBytes(p);
+        }
+        return out.toByteArray();
+    }
+
+    /** A header's wire bytes. */
+    static byte[] header(PageServerHeader h) {
+        return h.toBytes().array();
+    }
+
     static byte[] readAll(InputStream in) throws IOException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         byte[] buf = new byte[4096];
