@@ -142,12 +142,7 @@ final class BlockingClientSession {
     private void addRun(ByteBuffer data, PageRun run, long offset) {
         int flags = run.flags();
         boolean present = PageFlags.has(flags, PageFlags.PE_PRESENT);
-        if (PageFlags.has(flags, PageFlags.PE_PARENT) && !opened.get(run.pagemap())) {
-            throw new PageServerException("page server has no parent images for the dump's holes: server=" + server
-                    + " pagemap=" + run.pagemap() + " vaddr=0x" + Long.toHexString(run.pagemapVaddr())
-                    + " (OPEN2 answered 0); start the server with --parent-images pointing at the previous dump,"
-                    + " or dump without a parent");
-        }
+        ClientReplies.checkParentHoles(server, run, opened.get(run.pagemap()));
         long dstId = run.pagemap().dstId();
         int cmd = (flags << 16) | PageServerWire.OP_ADD_F;
         for (long done = 0; done < run.pages(); ) {
@@ -233,22 +228,12 @@ final class BlockingClientSession {
     }
 
     private boolean booleanReply(int value, String command, PagemapId pagemap) {
-        if (value != 0 && value != 1) {
-            throw new PageServerException("page server gave a wrong reply: server=" + server + " command=" + command
-                    + " pagemap=" + pagemap + " reply=" + value + " expected=0|1; it is not a CRIU page server"
-                    + " or a broken one: check host and port");
-        }
-        return value == 1;
+        return ClientReplies.booleanReply(server, value, command, pagemap);
     }
 
     private SinkResult close() {
         replies.check();
-        int value = request(PageServerWire.CMD_CLOSE, 0, PageServerWire.CLOSE_REPLY_BYTES).getInt(0);
-        if (value != 0) {
-            throw new PageServerException("page server refused to complete the dump: server=" + server
-                    + " command=CLOSE reply=" + value + " expected=0; it could not store the images:"
-                    + " check its log (disk space, permissions)");
-        }
+        ClientReplies.closeReply(server, request(PageServerWire.CMD_CLOSE, 0, PageServerWire.CLOSE_REPLY_BYTES).getInt(0));
         replies.check();
         awaitServerEnd();
         return new SinkResult("page-server:" + server, pagesSent, bytesSent, entries);

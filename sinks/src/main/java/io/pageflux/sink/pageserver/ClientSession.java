@@ -154,12 +154,7 @@ final class ClientSession {
 
     private void writeRun(ChunkWrites writes, PageRun run, long offset) {
         boolean present = PageFlags.has(run.flags(), PageFlags.PE_PRESENT);
-        if (PageFlags.has(run.flags(), PageFlags.PE_PARENT) && !opened.get(run.pagemap())) {
-            throw new PageServerException("page server has no parent images for the dump's holes: server=" + server
-                    + " pagemap=" + run.pagemap() + " vaddr=0x" + Long.toHexString(run.pagemapVaddr())
-                    + " (OPEN2 answered 0); start the server with --parent-images pointing at the previous dump,"
-                    + " or dump without a parent");
-        }
+        ClientReplies.checkParentHoles(server, run, opened.get(run.pagemap()));
         for (long done = 0; done < run.pages(); ) {
             long n = Math.min(MAX_PAGES_PER_HEADER, run.pages() - done);
             long vaddr = run.pagemapVaddr() + done * PageRun.PAGE_SIZE;
@@ -208,24 +203,14 @@ final class ClientSession {
     }
 
     private boolean booleanReply(int value, String command, PagemapId pagemap) {
-        if (value != 0 && value != 1) {
-            throw new PageServerException("page server gave a wrong reply: server=" + server + " command=" + command
-                    + " pagemap=" + pagemap + " reply=" + value + " expected=0|1; it is not a CRIU page server"
-                    + " or a broken one: check host and port");
-        }
-        return value == 1;
+        return ClientReplies.booleanReply(server, value, command, pagemap);
     }
 
     private Mono<Void> close() {
         replies.check();
         return request(PageServerHeader.close(), PageServerWire.CLOSE_REPLY_BYTES)
                 .doOnNext(reply -> {
-                    int value = reply.getInt();
-                    if (value != 0) {
-                        throw new PageServerException("page server refused to complete the dump: server=" + server
-                                + " command=CLOSE reply=" + value + " expected=0; it could not store the images:"
-                                + " check its log (disk space, permissions)");
-                    }
+                    ClientReplies.closeReply(server, reply.getInt());
                     replies.check();
                 })
                 .then();
